@@ -1,0 +1,43 @@
+"""``python -m app COMMAND``: the headless entry points (the window uses the same pipeline)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# command name -> (module with add_arguments/run, help text)
+COMMANDS = {
+    "track": ("app.track", "track faces in a camera, video, image folder or 300-VW clip"),
+    "bench": ("app.bench", "time each pipeline stage and the end-to-end frame rate"),
+    "evaluate": ("app.evaluate", "landmark accuracy on annotated stills (NME, AUC, FR, CED)"),
+    "eval300vw": ("app.eval300vw", "frame-by-frame accuracy and jitter on 300-VW style clips"),
+    "synth-clips": ("app.synth_clips", "make 300-VW style clips with exact ground truth from stills"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError) as error:
+        # Bad input (missing or corrupt files, unknown names, absent cameras) ends here with its
+        # message; the exception classes of the project derive from these.
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,146 @@
+"""The headless tracking pipeline: frame in, tracked 68-point faces out.
+
+``Pipeline.process`` runs detect (when the tracker asks for it) -> align -> infer ->
+decode -> smooth and times each stage. The command line, the evaluation runners and
+the Qt window all drive this same object; none of them adds tracking logic of its own.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
+from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
+from app.types import FaceResult, Frame, FrameResult, StageTimings
+from models import align
+from models.detectors import FaceDetector, create_detector
+from models.landmark_model import LandmarkModel
+from models.registry import load_landmark_model
+from models.types import Detection, Landmarks
+
+DEFAULT_MODEL = "mediapipe68"
+DEFAULT_DETECTOR = "blazeface"
+
+
+@dataclass
+class PipelineOptions:
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    smoothing: bool = True
+    one_euro: OneEuroParams = field(default_factory=OneEuroParams)
+
+
+@contextmanager
+def _timed(timings: StageTimings, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        setattr(timings, stage, getattr(timings, stage) + (time.perf_counter() - start) * 1000.0)
+
+
+class Pipeline:
+    def __init__(self, detector: FaceDetector, model: LandmarkModel, options: PipelineOptions | None = None):
+        self.detector = detector
+        self.model = model
+        self.options = options or PipelineOptions()
+        self.tracker = FaceTracker(self.options.tracker)
+
+    def process(self, frame: Frame, detections: list[Detection] | None = None) -> FrameResult:
+        """Track faces on one frame. ``detections``, when given, replace the detector's."""
+        timings = StageTimings()
+        shape = frame.image.shape
+        detector_ran = False
+        if detections is None and self.tracker.needs_detection():
+            detections = self._detect(frame, timings)
+            detector_ran = True
+        jobs = self.tracker.plan(detections)
+        self.tracker.update(jobs, self._landmarks(frame, jobs, timings), shape)
+        lost_one = len(self.tracker.tracks) < sum(job.track is not None for job in jobs)
+        if lost_one and detections is None:
+            # A track was lost on a frame aligned from the previous landmarks: look again now,
+            # so the face is not missing from this frame.
+            detections = self._detect(frame, timings)
+            detector_ran = True
+            new_jobs = [job for job in self.tracker.plan(detections) if job.track is None]
+            self.tracker.update(new_jobs, self._landmarks(frame, new_jobs, timings), shape)
+        with _timed(timings, "smooth"):
+            faces = tuple(self._face_result(track, frame.timestamp) for track in self.tracker.tracks)
+        return FrameResult(frame=frame, faces=faces, timings=timings, detector_ran=detector_ran)
+
+    def set_model(self, model: LandmarkModel) -> LandmarkModel:
+        """Use ``model`` from the next frame on; returns the previous one (the caller closes it)."""
+        previous, self.model = self.model, model
+        return previous
+
+    def set_detector(self, detector: FaceDetector) -> FaceDetector:
+        previous, self.detector = self.detector, detector
+        return previous
+
+    def set_options(self, options: PipelineOptions) -> None:
+        """Apply new tracking/smoothing options; tracks carry on."""
+        self.options = options
+        self.tracker.options = options.tracker
+        for track in self.tracker.tracks:
+            track.smoother = None
+
+    def reset(self) -> None:
+        """Forget all faces (a new source, or a seek)."""
+        self.tracker.reset()
+
+    def close(self) -> None:
+        self.model.close()
+        self.detector.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _detect(self, frame: Frame, timings: StageTimings) -> list[Detection]:
+        with _timed(timings, "detect"):
+            return self.detector.detect(frame.image)[: self.options.tracker.max_faces]
+
+    def _landmarks(self, frame: Frame, jobs: list[AlignmentJob], timings: StageTimings) -> list[Landmarks]:
+        if not jobs:
+            return []
+        size = self.model.input_size
+        with _timed(timings, "align"):
+            crops = [align.align(frame.image, job.keypoints, job.mask, size) for job in jobs]
+        with _timed(timings, "infer"):
+            raw = self.model.infer(crops)
+        with _timed(timings, "decode"):
+            return self.model.decode(raw, crops)
+
+    def _face_result(self, track, timestamp: float) -> FaceResult:
+        raw = track.landmarks
+        shown = raw
+        if self.options.smoothing:
+            if track.smoother is None:
+                track.smoother = LandmarkSmoother(self.options.one_euro)
+            points = track.smoother.smooth(raw.points, timestamp, face_size(raw.points))
+            shown = Landmarks(points=points, confidence=raw.confidence)
+        return FaceResult(track_id=track.track_id, landmarks=shown, raw_landmarks=raw, detection=track.detection)
+
+
+def build_pipeline(
+    model: str = DEFAULT_MODEL,
+    backend: str = "auto",
+    detector: str = DEFAULT_DETECTOR,
+    detector_model: str | None = None,
+    options: PipelineOptions | None = None,
+    on_message: Callable[[str], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> Pipeline:
+    """Load the named detector and landmark model and wire them into a Pipeline."""
+    face_detector = create_detector(detector, model_path=detector_model)
+    try:
+        landmark_model = load_landmark_model(model, backend=backend, on_message=on_message, on_progress=on_progress)
+    except BaseException:
+        face_detector.close()
+        raise
+    return Pipeline(face_detector, landmark_model, options)

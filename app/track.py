@@ -1,0 +1,48 @@
+"""``python -m app track``: run the tracker over a source, optionally recording video and landmarks."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
+from app.session import TrackingSession
+from app.sources import open_source
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="camera index (0, camera:1), video file, image folder or 300-VW clip")
+    add_pipeline_arguments(parser)
+    parser.add_argument("--out", help="write the annotated video here (.mkv stays playable if cut short)")
+    parser.add_argument("--landmarks", help="write the landmark CSV here")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+
+def run(args: argparse.Namespace) -> int:
+    def say(message: str) -> None:
+        tqdm.write(message, file=sys.stderr)
+
+    with open_source(args.source) as source, TrackingSession(pipeline_from_args(args, on_message=say)) as session:
+        total = source.frame_count
+        if args.max_frames is not None:
+            total = min(total, args.max_frames) if total else args.max_frames
+        if args.out or args.landmarks:
+            session.start_recording(args.out, args.landmarks, fps=source.fps or 30.0)
+        frames = with_face = 0
+        with tqdm(total=total, unit="frame", disable=None) as bar:
+            for frame in source:
+                if args.max_frames is not None and frames >= args.max_frames:
+                    break
+                rendered = session.handle(frame)
+                frames += 1
+                with_face += bool(rendered.result.faces)
+                bar.update()
+        summary = session.stats.summary()
+    problem = getattr(source, "problem", None)
+    if problem:
+        say(f"warning: {problem}")
+    coverage = 100.0 * with_face / frames if frames else 0.0
+    fps = f"{summary.fps:.1f}" if summary.fps else "n/a"
+    print(f"frames={frames} with_face={with_face} coverage={coverage:.1f}% fps={fps}")
+    return 0

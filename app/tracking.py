@@ -1,0 +1,145 @@
+"""Face tracks: which faces exist, when the detector must run, and where each crop comes from.
+
+A track is aligned from its own previous landmarks (their five derived keypoints), so
+the detector only runs on the first frame, every ``redetect_interval`` frames (to pick
+up new faces) and whenever a track is lost. Tracks keep their id across frames;
+detections are matched to tracks by box overlap.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
+from models.types import Detection, Landmarks
+
+
+@dataclass
+class TrackerOptions:
+    redetect_interval: int = 30  # frames between detector runs while tracking (0: only when lost)
+    detect_every_frame: bool = False  # align every frame from a fresh detection (no tracking)
+    max_faces: int = 4
+    min_confidence: float = 0.25  # mean landmark confidence under which a track is lost
+    max_outside_fraction: float = 0.4  # share of landmarks outside the frame that loses a track
+    match_iou: float = 0.3  # box overlap that matches a detection to a track
+    duplicate_iou: float = 0.6  # two tracks overlapping this much are the same face
+
+
+@dataclass
+class Track:
+    track_id: int
+    landmarks: Landmarks  # last raw (unsmoothed) landmarks, the source of the next alignment
+    frames: int = 1
+    detection: Detection | None = None  # the detection that fed this frame's crop, if any
+    smoother: object | None = field(default=None, repr=False)  # owned by the pipeline
+
+    @property
+    def box(self) -> np.ndarray:
+        return self.landmarks.box()
+
+
+@dataclass(frozen=True)
+class AlignmentJob:
+    """One crop to make on this frame: for an existing track or a new one, from these keypoints."""
+
+    track: Track | None
+    keypoints: np.ndarray  # (6, 2)
+    mask: np.ndarray  # (6,)
+    detection: Detection | None
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class FaceTracker:
+    def __init__(self, options: TrackerOptions | None = None) -> None:
+        self.options = options or TrackerOptions()
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+        self._frames_since_detection = 0
+
+    def reset(self) -> None:
+        """Forget every track (new source, seek). Ids keep increasing."""
+        self.tracks = []
+        self._frames_since_detection = 0
+
+    def needs_detection(self) -> bool:
+        opts = self.options
+        if opts.detect_every_frame or not self.tracks:
+            return True
+        return opts.redetect_interval > 0 and self._frames_since_detection >= opts.redetect_interval
+
+    def plan(self, detections: list[Detection] | None) -> list[AlignmentJob]:
+        """The crops for this frame: one per live track, plus new tracks from unmatched detections."""
+        for track in self.tracks:
+            track.detection = None
+        if detections is None:
+            self._frames_since_detection += 1
+            return [self._from_track(t) for t in self.tracks]
+        self._frames_since_detection = 1
+        jobs: list[AlignmentJob] = []
+        unmatched = list(detections)
+        for track in self.tracks:
+            best = max(unmatched, key=lambda d: box_iou(d.box, track.box), default=None)
+            if best is not None and box_iou(best.box, track.box) >= self.options.match_iou:
+                unmatched.remove(best)
+                if self.options.detect_every_frame:
+                    jobs.append(AlignmentJob(track, best.keypoints, best.keypoint_mask, best))
+                else:
+                    jobs.append(AlignmentJob(track, *self._track_keypoints(track), best))
+            else:
+                jobs.append(self._from_track(track))
+        room = self.options.max_faces - len(self.tracks)
+        for det in unmatched[: max(room, 0)]:
+            jobs.append(AlignmentJob(None, det.keypoints, det.keypoint_mask, det))
+        return jobs
+
+    def update(self, jobs: list[AlignmentJob], landmarks: list[Landmarks], frame_shape: tuple[int, ...]) -> None:
+        """Store each job's new landmarks, start new tracks, drop lost and duplicate ones.
+
+        Tracks that had no job in this batch are kept as they are, so a second batch on
+        the same frame (new faces after a lost track) adds to the first.
+        """
+        planned = {id(job.track) for job in jobs if job.track is not None}
+        tracks = [t for t in self.tracks if id(t) not in planned]
+        for job, lm in zip(jobs, landmarks):
+            if self.is_lost(lm, frame_shape):
+                continue
+            if job.track is None:
+                track = Track(next(self._ids), lm)
+            else:
+                track = job.track
+                track.landmarks = lm
+                track.frames += 1
+            track.detection = job.detection
+            tracks.append(track)
+        self.tracks = self._drop_duplicates(tracks)
+
+    def is_lost(self, lm: Landmarks, frame_shape: tuple[int, ...]) -> bool:
+        if not np.all(np.isfinite(lm.points)) or lm.mean_confidence < self.options.min_confidence:
+            return True
+        h, w = frame_shape[:2]
+        x, y = lm.points[:, 0], lm.points[:, 1]
+        outside = (x < 0) | (y < 0) | (x > w - 1) | (y > h - 1)
+        return float(outside.mean()) > self.options.max_outside_fraction
+
+    def _drop_duplicates(self, tracks: list[Track]) -> list[Track]:
+        kept: list[Track] = []
+        for track in sorted(tracks, key=lambda t: -t.frames):  # older tracks win
+            if all(box_iou(track.box, k.box) < self.options.duplicate_iou for k in kept):
+                kept.append(track)
+        return sorted(kept, key=lambda t: t.track_id)
+
+    @staticmethod
+    def _track_keypoints(track: Track) -> tuple[np.ndarray, np.ndarray]:
+        return keypoints_from_landmarks(track.landmarks.points), FIVE_POINT_MASK
+
+    def _from_track(self, track: Track) -> AlignmentJob:
+        return AlignmentJob(track, *self._track_keypoints(track), None)

@@ -1,0 +1,42 @@
+"""Shared fixtures. The shared data (../shared/data or $FACETRACK_DATA) is required, never skipped."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import pytest
+
+from models.datasets import data_root, detector_model_dir
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    root = data_root()
+    assert root.is_dir(), f"shared data not found at {root}: set FACETRACK_DATA"
+    return root
+
+
+@pytest.fixture(scope="session")
+def detectors_dir() -> Path:
+    path = detector_model_dir()
+    assert path.is_dir(), f"shared detector models not found at {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def talking_clip(data_dir: Path) -> Path:
+    return data_dir / "videos" / "talking_d12.mp4"
+
+
+@pytest.fixture(scope="session")
+def helen_test_dir(data_dir: Path) -> Path:
+    return data_dir / "300w" / "helen_test"
+
+
+def read_image(path: Path):
+    image = cv2.imread(str(path))
+    assert image is not None, f"could not read {path}"
+    return image

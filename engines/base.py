@@ -44,6 +44,7 @@ class Runner(ABC):
     backend: Backend
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    max_batch: int | None = None  # largest batch the runner accepts (TensorRT profiles); None: any
 
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

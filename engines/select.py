@@ -1,0 +1,207 @@
+"""Which back-ends can run here, and opening a runner with a fallback to ONNX Runtime CPU.
+
+``backend_availability()`` probes without loading anything heavy: TensorRT is looked up,
+not imported, and the GPU is found through the NVIDIA driver library (libcuda) directly.
+``open_runner`` tries the requested back-end (or the fastest available for "auto") and
+then every slower available one, ending with ONNX Runtime CPU; each fallback is reported
+through ``on_message`` and ``logging``. A missing or corrupt model file raises
+``ModelFileError`` at once, since no back-end can run it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from engines.base import Backend, BackendUnavailable, ModelFileError, Runner
+
+log = logging.getLogger(__name__)
+
+FASTEST_FIRST = (Backend.TENSORRT, Backend.ORT_CUDA, Backend.ORT_CPU)
+DEFAULT_MAX_BATCH = 8
+
+MessageCallback = Callable[[str], None]
+
+
+def nvidia_gpu_problem() -> str | None:
+    """None when the NVIDIA driver reports at least one GPU, else why not (asks libcuda directly)."""
+    driver = _load_cuda_driver()
+    if driver is None:
+        return "no NVIDIA GPU found (the NVIDIA driver is not installed)"
+    status = driver.cuInit(0)
+    if status != 0:
+        return f"no NVIDIA GPU found (the NVIDIA driver reports CUDA error {status})"
+    count = ctypes.c_int(0)
+    if driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+        return "no NVIDIA GPU found"
+    return None
+
+
+def _load_cuda_driver():
+    if sys.platform == "win32":
+        names = ["nvcuda.dll"]
+    else:
+        names = ["libcuda.so.1", "libcuda.so"]
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    found = None if sys.platform == "win32" else ctypes.util.find_library("cuda")
+    try:
+        return ctypes.CDLL(found) if found else None
+    except OSError:
+        return None
+
+
+def _module_missing(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):  # a parent package is missing
+        return True
+
+
+def backend_availability() -> dict[Backend, str | None]:
+    """For each back-end: None when it can run here, else the reason it cannot (for tooltips)."""
+    from engines.ort import CPU_PROVIDER, CUDA_PROVIDER, ort_providers
+
+    providers = ort_providers()
+    gpu_problem = None
+    availability: dict[Backend, str | None] = {}
+
+    if _module_missing("tensorrt"):
+        availability[Backend.TENSORRT] = "TensorRT is not installed"
+    elif _module_missing("cuda.bindings.runtime") and _module_missing("cuda.cudart"):
+        availability[Backend.TENSORRT] = "cuda-python is not installed (needed to run TensorRT engines)"
+    else:
+        gpu_problem = nvidia_gpu_problem()
+        availability[Backend.TENSORRT] = gpu_problem
+
+    if not providers:
+        availability[Backend.ORT_CUDA] = "ONNX Runtime is not installed"
+    elif CUDA_PROVIDER not in providers:
+        availability[Backend.ORT_CUDA] = "onnxruntime-gpu is not installed"
+    else:
+        gpu_problem = gpu_problem or nvidia_gpu_problem()
+        availability[Backend.ORT_CUDA] = gpu_problem
+
+    availability[Backend.ORT_CPU] = None if CPU_PROVIDER in providers else "ONNX Runtime is not installed"
+    return availability
+
+
+def resolve_backend(backend: Backend | str) -> Backend | None:
+    """``Backend`` for a name or member; None for "auto". Unknown names raise ``ValueError``."""
+    if isinstance(backend, Backend):
+        return backend
+    if str(backend).lower() == "auto":
+        return None
+    try:
+        return Backend(str(backend).lower())
+    except ValueError:
+        choices = ", ".join(["auto", *(b.value for b in Backend)])
+        raise ValueError(f"unknown back-end {backend!r}; choose one of: {choices}") from None
+
+
+def open_runner(
+    model_path: str | Path,
+    backend: Backend | str = "auto",
+    on_message: MessageCallback | None = None,
+    on_progress: Callable[[str, int, int], bool | None] | None = None,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    threads: int | None = None,
+    cache_root: str | Path | None = None,
+) -> Runner:
+    """Open ``model_path`` on ``backend`` ("auto": fastest available), falling back to slower ones.
+
+    ``on_message`` gets one human sentence per event worth telling the user (engine build
+    started, cached engine rebuilt, fallback taken); ``on_progress(phase, done, total)``
+    gets TensorRT build progress and may return False to cancel the build. The returned
+    runner's ``.backend`` is what actually runs. ``max_batch`` bounds the TensorRT engine's
+    batch dimension; ``threads`` sets ONNX Runtime's intra-op threads; ``cache_root``
+    overrides the engine cache folder.
+    """
+    from engines.ort import check_model_file
+
+    path = check_model_file(model_path)
+    requested = resolve_backend(backend)
+    availability = backend_availability()
+    if requested is None:
+        candidates = [b for b in FASTEST_FIRST if availability[b] is None]
+    else:
+        if availability[requested] is not None:
+            _tell(on_message, f"{requested.label} is unavailable ({availability[requested]}).")
+        start = FASTEST_FIRST.index(requested)
+        candidates = [b for b in FASTEST_FIRST[start:] if availability[b] is None]
+    if Backend.ORT_CPU not in candidates:
+        candidates.append(Backend.ORT_CPU)  # last resort; raises a clear error if ONNX Runtime is missing
+
+    first_choice = requested or candidates[0]
+    for position, candidate in enumerate(candidates):
+        try:
+            runner = _open(candidate, path, on_message, on_progress, max_batch, threads, cache_root)
+        except ModelFileError:
+            raise
+        except Exception as exc:  # any back-end failure (ImportError, CUDA, TensorRT build) -> next one
+            if position + 1 == len(candidates):
+                raise
+            log.debug("opening %s on %s failed", path, candidate.value, exc_info=True)
+            _tell(on_message, f"{candidate.label} failed for {path.name} ({_reason(exc)}).")
+            continue
+        if candidate is not first_choice:
+            _tell(on_message, f"Running {path.name} on {candidate.label} instead of {first_choice.label}.")
+        return runner
+    raise AssertionError("unreachable: the candidate list always ends with ONNX Runtime CPU")
+
+
+def _open(backend, path, on_message, on_progress, max_batch, threads, cache_root) -> Runner:
+    if backend is Backend.TENSORRT:
+        return _open_tensorrt(path, on_message, on_progress, max_batch, cache_root)
+    from engines.ort import OrtRunner
+
+    return OrtRunner(path, backend, threads=threads)
+
+
+def _open_tensorrt(path: Path, on_message, on_progress, max_batch: int, cache_root) -> Runner:
+    from engines import cache, trt
+
+    gpu = trt.gpu_info()
+    version = trt.tensorrt_version()
+    key = cache.engine_key(
+        path,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        trt_version=version,
+        precision="fp16",
+        max_batch=max_batch,
+    )
+    timing = cache.timing_cache_path(gpu.name, gpu.compute_capability, version, cache_root)
+
+    def build() -> bytes:
+        text = f"Building a TensorRT FP16 engine for {path.name} on {gpu.name} (once; this can take minutes)."
+        _tell(on_message, text, logging.INFO)
+        return trt.build_engine(path, max_batch=max_batch, timing_cache_path=timing, on_progress=on_progress)
+
+    return cache.load_or_build(
+        key, build, trt.TrtRunner, root=cache_root, on_message=lambda text: _tell(on_message, text)
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, (BackendUnavailable, ImportError)) else f"{type(exc).__name__}: {text}"
+
+
+def _tell(on_message: MessageCallback | None, text: str, level: int = logging.WARNING) -> None:
+    log.log(level, text)
+    if on_message is None:
+        return
+    try:
+        on_message(text)
+    except Exception:
+        log.exception("on_message callback failed")

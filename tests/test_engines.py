@@ -1,0 +1,1059 @@
+"""engines/: ONNX Runtime runner, feed checks, model-file errors, FP16 conversion, engine cache,
+back-end availability and the fallback to ONNX Runtime CPU. TensorRT tests need an NVIDIA GPU
+with TensorRT (``-m gpu``) and skip with the reason elsewhere."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from engines import Backend, BackendUnavailable, ModelFileError, TensorSpec
+from engines import cache, fp16, select, trt
+from engines.ort import OrtRunner, check_feed
+from engines.trt import EngineBuildError, EngineLoadError, GpuInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RNG = np.random.default_rng(7)
+WEIGHT = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+BIAS = RNG.standard_normal(4).astype(np.float32)
+
+
+def conv_model() -> onnx.ModelProto:
+    """image (N, 3, 8, 8) -> Conv 3x3 pad 1 + ReLU -> features (N, 4, 8, 8) and pooled (N, 4, 1, 1)."""
+    nodes = [
+        helper.make_node("Conv", ["image", "W", "B"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["features"]),
+        helper.make_node("GlobalAveragePool", ["features"], ["pooled"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, 8, 8]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 4, 1, 1]),
+        ],
+        [numpy_helper.from_array(WEIGHT, "W"), numpy_helper.from_array(BIAS, "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def reference(image: np.ndarray) -> dict[str, np.ndarray]:
+    padded = np.pad(image.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    conv = np.zeros((image.shape[0], 4, 8, 8))
+    for dy in range(3):
+        for dx in range(3):
+            conv += np.einsum("nchw,oc->nohw", padded[:, :, dy : dy + 8, dx : dx + 8], WEIGHT[:, :, dy, dx])
+    features = np.maximum(conv + BIAS[None, :, None, None], 0)
+    return {"features": features, "pooled": features.mean(axis=(2, 3), keepdims=True)}
+
+
+@pytest.fixture()
+def model_path(tmp_path: Path) -> Path:
+    path = tmp_path / "conv.onnx"
+    onnx.save_model(conv_model(), str(path))
+    return path
+
+
+def images(batch: int) -> np.ndarray:
+    return RNG.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+
+
+# --- ONNX Runtime runner -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_ort_cpu_matches_numpy_reference(model_path: Path, batch: int) -> None:
+    image = images(batch)
+    with OrtRunner(model_path, threads=1) as runner:
+        out = runner.infer({"image": image})
+    assert runner.backend is Backend.ORT_CPU
+    assert set(out) == {"features", "pooled"}
+    want = reference(image)
+    assert out["features"].shape == (batch, 4, 8, 8) and out["features"].dtype == np.float32
+    np.testing.assert_allclose(out["features"], want["features"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["pooled"], want["pooled"], rtol=1e-5, atol=1e-5)
+
+
+def test_ort_reads_tensor_specs(model_path: Path) -> None:
+    with OrtRunner(model_path) as runner:
+        assert runner.inputs == (TensorSpec("image", ("N", 3, 8, 8), np.dtype(np.float32)),)
+        assert [s.name for s in runner.outputs] == ["features", "pooled"]
+        assert runner.outputs[1].shape == ("N", 4, 1, 1)
+        assert all(s.dtype == np.float32 for s in runner.outputs)
+
+
+@pytest.mark.parametrize(
+    ("feed", "words"),
+    [
+        ({}, ["missing input 'image'", "(N, 3, 8, 8)", "float32"]),
+        ({"image": images(1), "extra": images(1)}, ["unknown input 'extra'", "'image' (N, 3, 8, 8)"]),
+        ({"image": images(1)[0]}, ["input 'image' has shape (3, 8, 8)", "expected shape (N, 3, 8, 8)"]),
+        (
+            {"image": RNG.standard_normal((1, 3, 9, 8)).astype(np.float32)},
+            ["(1, 3, 9, 8)", "expected shape (N, 3, 8, 8)"],
+        ),
+        (
+            {"image": images(1).astype(np.float64)},
+            ["input 'image' has dtype float64", "(N, 3, 8, 8) and dtype float32"],
+        ),
+    ],
+    ids=["missing", "unknown", "rank", "static-dim", "dtype"],
+)
+def test_feed_errors_name_the_tensor_and_expected_shape(model_path: Path, feed: dict, words: list[str]) -> None:
+    with OrtRunner(model_path) as runner:
+        with pytest.raises(ValueError) as error:
+            runner.infer(feed)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_check_feed_accepts_any_batch_and_makes_arrays_contiguous() -> None:
+    spec = TensorSpec("x", (None, 2), np.dtype(np.float32))
+    view = np.zeros((5, 4), np.float32)[:, ::2]
+    assert not view.flags.c_contiguous
+    checked = check_feed([spec], {"x": view})
+    assert checked["x"].flags.c_contiguous and checked["x"].shape == (5, 2)
+
+
+def test_ort_runner_close_is_idempotent_and_final(model_path: Path) -> None:
+    runner = OrtRunner(model_path)
+    runner.close()
+    runner.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        runner.infer({"image": images(1)})
+
+
+def test_ort_threads_must_be_positive(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        OrtRunner(model_path, threads=0)
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="onnxruntime-gpu is installed here"
+)
+def test_ort_cuda_without_onnxruntime_gpu_is_unavailable(model_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match="onnxruntime-gpu is not installed"):
+        OrtRunner(model_path, Backend.ORT_CUDA)
+
+
+# --- model file errors ---------------------------------------------------------------------
+
+
+def bad_model_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    random_bytes = tmp_path / "random.onnx"
+    random_bytes.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is a text file, not a network\n")
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    return {
+        "missing": (tmp_path / "absent.onnx", "not found"),
+        "random": (random_bytes, "not an ONNX model"),
+        "text": (text, "not an ONNX model"),
+        "empty": (empty, "empty"),
+        "folder": (folder, "not a file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "random", "text", "empty", "folder"])
+def test_bad_model_file_raises_model_file_error_naming_it(tmp_path: Path, case: str) -> None:
+    path, problem = bad_model_files(tmp_path)[case]
+    with pytest.raises(ModelFileError) as error:
+        OrtRunner(path)
+    assert str(path) in str(error.value) and problem in str(error.value)
+    messages: list[str] = []
+    for backend in ("auto", "tensorrt", "ort-cpu"):
+        with pytest.raises(ModelFileError, match=problem):
+            select.open_runner(path, backend, on_message=messages.append)
+    assert messages == []  # no fallback was attempted: nothing can run a broken file
+
+
+# --- FP16 converter ------------------------------------------------------------------------
+
+
+def mixed_model() -> onnx.ModelProto:
+    """Conv + ReLU, Resize x2 (float32 scales), Mul by a value_float Constant, Cast(to=FLOAT) of an int."""
+    nodes = [
+        helper.make_node("Conv", ["image", "W", "B"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("Resize", ["relu", "", "scales"], ["up"], mode="linear"),
+        helper.make_node("Constant", [], ["half"], value_float=0.5),
+        helper.make_node("Mul", ["up", "half"], ["scaled"]),
+        helper.make_node("Shape", ["scaled"], ["shape"], start=2, end=3),
+        helper.make_node("Cast", ["shape"], ["side"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["scaled", "side"], ["heatmap"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mixed",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("heatmap", TensorProto.FLOAT, ["N", 4, 16, 16])],
+        [
+            numpy_helper.from_array(WEIGHT, "W"),
+            numpy_helper.from_array(BIAS, "B"),
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def dynamic_scales_model(direct_cast: bool) -> onnx.ModelProto:
+    """Resize whose scales are computed in the graph, as exporters write a scale factor.
+
+    ``direct_cast``: scales = Cast(to=FLOAT) of a constant int64 tensor (stays float32);
+    otherwise scales = Concat(ones, Div(Cast(target side), Cast(input side))) (becomes float16
+    and needs a cast back to float32 before Resize).
+    """
+    nodes = [helper.make_node("Relu", ["image"], ["relu"])]
+    if direct_cast:
+        nodes.append(helper.make_node("Cast", ["int_scales"], ["scales"], to=TensorProto.FLOAT))
+    else:
+        nodes += [
+            helper.make_node("Shape", ["image"], ["side"], start=2, end=4),
+            helper.make_node("Cast", ["side"], ["side_f"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["target"], ["target_f"], to=TensorProto.FLOAT),
+            helper.make_node("Div", ["target_f", "side_f"], ["hw_scales"]),
+            helper.make_node("Concat", ["ones", "hw_scales"], ["scales"], axis=0),
+        ]
+    nodes.append(helper.make_node("Resize", ["relu", "", "scales"], ["up"], mode="nearest"))
+    graph = helper.make_graph(
+        nodes,
+        "dynamic_scales",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("up", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.int64), "int_scales"),
+            numpy_helper.from_array(np.array([16, 16], np.int64), "target"),
+            numpy_helper.from_array(np.ones(2, np.float32), "ones"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("direct_cast", [True, False], ids=["cast-only", "computed"])
+def test_fp16_computed_resize_scales_stay_float32(direct_cast: bool) -> None:
+    model = dynamic_scales_model(direct_cast)
+    half = fp16.convert_float_to_float16(model)
+    onnx.shape_inference.infer_shapes(half, check_type=True, strict_mode=True)
+    resize = next(n for n in half.graph.node if n.op_type == "Resize")
+    producer = next(n for n in half.graph.node if resize.input[2] in n.output)
+    assert producer.op_type == "Cast" and helper.get_attribute_value(producer.attribute[0]) == TensorProto.FLOAT
+    image = images(2)
+    [want], [got] = run_ort(model, {"image": image}), run_ort(half, {"image": image})
+    assert got.shape == want.shape == (2, 3, 16, 16)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+def run_ort(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feed)
+
+
+@pytest.mark.parametrize("build", [conv_model, mixed_model], ids=["conv", "resize-constant-cast"])
+def test_fp16_conversion_matches_fp32_in_ort(build) -> None:
+    model = build()
+    half = fp16.convert_float_to_float16(model)
+    onnx.checker.check_model(half, full_check=True)
+    onnx.shape_inference.infer_shapes(half, check_type=True, strict_mode=True)
+    assert [v.type.tensor_type.elem_type for v in half.graph.input] == [TensorProto.FLOAT]
+    assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in half.graph.output)
+    dtypes = {init.name: init.data_type for init in half.graph.initializer}
+    assert dtypes["W"] == dtypes["B"] == TensorProto.FLOAT16
+    image = images(3)
+    want, got = run_ort(model, {"image": image}), run_ort(half, {"image": image})
+    assert len(got) == len(want)
+    for w, g in zip(want, got):
+        assert g.dtype == np.float32 and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=2e-2, atol=2e-2 * float(np.abs(w).max()))
+        assert not np.array_equal(g, w)  # really computed in half precision
+
+
+def test_fp16_keeps_resize_scales_float32_and_converts_casts() -> None:
+    half = fp16.convert_float_to_float16(mixed_model())
+    dtypes = {init.name: init.data_type for init in half.graph.initializer}
+    assert dtypes["scales"] == TensorProto.FLOAT
+    casts = [n for n in half.graph.node if n.op_type == "Cast"]
+    targets = {n.output[0]: helper.get_attribute_value(n.attribute[0]) for n in casts}
+    assert targets["side"] == TensorProto.FLOAT16  # the graph's own Cast(to=FLOAT) now yields float16
+    assert targets["heatmap"] == TensorProto.FLOAT  # the output cast restores float32
+    constant = next(n for n in half.graph.node if n.op_type == "Constant")
+    assert helper.get_attribute_value(constant.attribute[0]).data_type == TensorProto.FLOAT16
+
+
+def test_fp16_clips_out_of_range_weights_with_a_warning(caplog) -> None:
+    model = conv_model()
+    big = WEIGHT.copy()
+    big[0, 0, 0, 0] = 1e6
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(big, "W"))
+    with caplog.at_level(logging.WARNING, logger="engines.fp16"):
+        half = fp16.convert_float_to_float16(model)
+    weight = numpy_helper.to_array(next(i for i in half.graph.initializer if i.name == "W"))
+    assert weight[0, 0, 0, 0] == np.float16(65504)
+    assert "beyond the float16 range" in caplog.text
+
+
+def test_fp16_refuses_control_flow() -> None:
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch, name="choose")],
+        "g",
+        [
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])],
+    )
+    with pytest.raises(ValueError, match="control-flow op If"):
+        fp16.convert_float_to_float16(helper.make_model(graph))
+
+
+def test_fp16_convert_file_round_trip(model_path: Path, tmp_path: Path) -> None:
+    out = fp16.convert_file(model_path, tmp_path / "conv_fp16.onnx")
+    with OrtRunner(out) as runner:
+        got = runner.infer({"image": images(2)})
+    assert got["features"].dtype == np.float32 and got["features"].shape == (2, 4, 8, 8)
+
+
+# --- engine cache --------------------------------------------------------------------------
+
+
+KEY_ARGS = dict(
+    gpu_name="NVIDIA GeForce RTX 4070", compute_capability="8.9", trt_version="10.9.0", precision="fp16", max_batch=8
+)
+
+
+def test_cache_key_is_stable(model_path: Path) -> None:
+    first = cache.engine_key(model_path, **KEY_ARGS)
+    second = cache.engine_key(model_path, **KEY_ARGS)
+    assert first == second and first.digest() == second.digest() and first.filename() == second.filename()
+    assert first.onnx_sha256 == cache.file_sha256(model_path)
+    assert first.filename().startswith("conv-fp16-b8-") and first.filename().endswith(".engine")
+    renamed = model_path.with_name("renamed.onnx")
+    renamed.write_bytes(model_path.read_bytes())
+    assert cache.engine_key(renamed, **KEY_ARGS).digest() == first.digest()  # content, not name
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"gpu_name": "NVIDIA H100 80GB HBM3"},
+        {"compute_capability": "9.0"},
+        {"trt_version": "11.0.0"},
+        {"precision": "fp32"},
+        {"max_batch": 16},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_cache_key_changes_with_each_component(model_path: Path, change: dict) -> None:
+    base = cache.engine_key(model_path, **KEY_ARGS)
+    changed = cache.engine_key(model_path, **{**KEY_ARGS, **change})
+    assert changed.digest() != base.digest() and changed.filename() != base.filename()
+
+
+def test_cache_key_changes_with_onnx_bytes(model_path: Path, tmp_path: Path) -> None:
+    other = conv_model()
+    other.graph.initializer[1].CopyFrom(numpy_helper.from_array(BIAS + 1, "B"))
+    other_path = tmp_path / "conv_other.onnx"
+    onnx.save_model(other, str(other_path))
+    assert cache.engine_key(other_path, **KEY_ARGS).digest() != cache.engine_key(model_path, **KEY_ARGS).digest()
+
+
+def test_engine_files_live_under_cache_dir(model_path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path / "fcache"))
+    key = cache.engine_key(model_path, **KEY_ARGS)
+    assert cache.engine_path(key) == tmp_path / "fcache" / "engines" / key.filename()
+    timing = cache.timing_cache_path("NVIDIA GeForce RTX 4070", "8.9", "10.9.0")
+    assert (
+        timing.parent == tmp_path / "fcache" / "engines"
+        and timing.name == "timing-NVIDIA_GeForce_RTX_4070-sm8.9-trt10.9.0.cache"
+    )
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "x.engine"
+    cache.atomic_write(target, b"first")
+    cache.atomic_write(target, b"second version")
+    assert target.read_bytes() == b"second version"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.engine"]
+
+
+def test_atomic_write_failure_keeps_old_content(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "x.engine"
+    cache.atomic_write(target, b"good")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        cache.atomic_write(target, b"half-written")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.engine"]
+
+
+def strict_loader(data: bytes) -> str:
+    if not data.startswith(b"ENGINE:"):
+        raise EngineLoadError("TensorRT could not deserialise the engine")
+    return data.decode()
+
+
+def test_load_or_build_builds_once_then_reuses(model_path: Path, tmp_path: Path) -> None:
+    key = cache.engine_key(model_path, **KEY_ARGS)
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return b"ENGINE:1"
+
+    assert cache.load_or_build(key, build, strict_loader, root=tmp_path) == "ENGINE:1"
+    assert cache.load_or_build(key, build, strict_loader, root=tmp_path) == "ENGINE:1"
+    assert len(builds) == 1
+    assert json.loads((tmp_path / key.filename()).with_suffix(".json").read_text())["max_batch"] == 8
+
+
+def test_corrupt_cached_engine_is_rebuilt_with_a_message(model_path: Path, tmp_path: Path) -> None:
+    key = cache.engine_key(model_path, **KEY_ARGS)
+    cache.engine_path(key, tmp_path).write_bytes(b"\x00garbage from a crashed build")
+    messages: list[str] = []
+    result = cache.load_or_build(key, lambda: b"ENGINE:fresh", strict_loader, root=tmp_path, on_message=messages.append)
+    assert result == "ENGINE:fresh"
+    assert cache.engine_path(key, tmp_path).read_bytes() == b"ENGINE:fresh"
+    assert len(messages) == 1 and "could not be loaded" in messages[0] and "rebuilding" in messages[0]
+
+
+def test_failed_build_leaves_no_engine_file(model_path: Path, tmp_path: Path) -> None:
+    key = cache.engine_key(model_path, **KEY_ARGS)
+
+    def build() -> bytes:
+        raise EngineBuildError("TensorRT could not build an engine")
+
+    with pytest.raises(EngineBuildError):
+        cache.load_or_build(key, build, strict_loader, root=tmp_path / "engines")
+    assert list((tmp_path / "engines").iterdir()) == []
+
+
+# --- availability and fallback -------------------------------------------------------------
+
+
+def test_backend_availability_gives_reasons_on_this_machine() -> None:
+    availability = select.backend_availability()
+    assert set(availability) == set(Backend)
+    assert availability[Backend.ORT_CPU] is None
+    if select._module_missing("tensorrt"):
+        assert availability[Backend.TENSORRT] == "TensorRT is not installed"
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert availability[Backend.ORT_CUDA] == "onnxruntime-gpu is not installed"
+    for reason in availability.values():
+        assert reason is None or (isinstance(reason, str) and reason)
+    problem = select.nvidia_gpu_problem()
+    assert problem is None or problem.startswith("no NVIDIA GPU found")
+
+
+def test_backend_names_resolve() -> None:
+    assert select.resolve_backend("auto") is None
+    assert select.resolve_backend("TensorRT") is Backend.TENSORRT
+    assert select.resolve_backend(Backend.ORT_CUDA) is Backend.ORT_CUDA
+    with pytest.raises(ValueError, match="auto, tensorrt, ort-cuda, ort-cpu"):
+        select.resolve_backend("openvino")
+
+
+def test_fallback_when_tensorrt_is_not_importable(model_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` now raises ImportError
+    assert select.backend_availability()[Backend.TENSORRT] == "TensorRT is not installed"
+    with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
+        trt.import_tensorrt()
+    messages: list[str] = []
+    with select.open_runner(model_path, "tensorrt", on_message=messages.append) as runner:
+        assert runner.backend is Backend.ORT_CPU
+        np.testing.assert_allclose(runner.infer({"image": images(2)})["pooled"].shape, (2, 4, 1, 1))
+    text = " ".join(messages)
+    assert "TensorRT FP16 is unavailable (TensorRT is not installed)" in text
+    assert "on ONNX Runtime CPU instead of TensorRT FP16" in text
+
+
+@pytest.fixture()
+def pretend_tensorrt(monkeypatch):
+    """Make select believe TensorRT and a GPU are present; the TensorRT calls themselves are replaced per test."""
+    real = select.backend_availability
+
+    def available():
+        return {**real(), Backend.TENSORRT: None}
+
+    monkeypatch.setattr(select, "backend_availability", available)
+    monkeypatch.setattr(trt, "gpu_info", lambda device=0: GpuInfo("Fake GPU", "8.9"))
+    monkeypatch.setattr(trt, "tensorrt_version", lambda: "10.9.0")
+
+
+@pytest.mark.parametrize("backend", ["auto", "tensorrt"])
+def test_fallback_when_tensorrt_build_raises(
+    model_path: Path, tmp_path: Path, monkeypatch, pretend_tensorrt, backend
+) -> None:
+    def failing_build(onnx_path, **kwargs):
+        raise EngineBuildError(f"TensorRT could not parse {Path(onnx_path).name}: unsupported op")
+
+    monkeypatch.setattr(trt, "build_engine", failing_build)
+    messages: list[str] = []
+    runner = select.open_runner(model_path, backend, on_message=messages.append, cache_root=tmp_path / "engines")
+    try:
+        assert runner.backend is Backend.ORT_CPU
+        image = images(1)
+        np.testing.assert_allclose(runner.infer({"image": image})["features"], reference(image)["features"], atol=1e-5)
+    finally:
+        runner.close()
+    assert messages[0].startswith("Building a TensorRT FP16 engine for conv.onnx on Fake GPU")
+    assert "TensorRT FP16 failed for conv.onnx (TensorRT could not parse conv.onnx: unsupported op)" in messages[1]
+    assert messages[-1] == "Running conv.onnx on ONNX Runtime CPU instead of TensorRT FP16."
+    assert not list((tmp_path / "engines").glob("*.engine"))
+
+
+def test_tensorrt_path_uses_cache_and_rebuilds_corrupt_engine(
+    model_path: Path, tmp_path: Path, monkeypatch, pretend_tensorrt
+) -> None:
+    """open_runner's TensorRT path end to end, with the GPU parts (build, TrtRunner) replaced."""
+    builds: list[dict] = []
+
+    def fake_build(onnx_path, **kwargs):
+        builds.append(kwargs)
+        return b"ENGINE:" + Path(onnx_path).name.encode()
+
+    class FakeTrtRunner:
+        backend = Backend.TENSORRT
+
+        def __init__(self, data: bytes):
+            strict_loader(data)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(trt, "build_engine", fake_build)
+    monkeypatch.setattr(trt, "TrtRunner", FakeTrtRunner)
+    root = tmp_path / "engines"
+    messages: list[str] = []
+    assert (
+        select.open_runner(model_path, "auto", messages.append, cache_root=root, max_batch=4).backend
+        is Backend.TENSORRT
+    )
+    assert (
+        select.open_runner(model_path, "auto", messages.append, cache_root=root, max_batch=4).backend
+        is Backend.TENSORRT
+    )
+    assert len(builds) == 1 and builds[0]["max_batch"] == 4
+    assert builds[0]["timing_cache_path"] == root / "timing-Fake_GPU-sm8.9-trt10.9.0.cache"
+    [engine_file] = root.glob("*.engine")
+    assert engine_file.name.startswith("conv-fp16-b4-")
+    engine_file.write_bytes(b"truncated")
+    messages.clear()
+    assert (
+        select.open_runner(model_path, "auto", messages.append, cache_root=root, max_batch=4).backend
+        is Backend.TENSORRT
+    )
+    assert len(builds) == 2 and engine_file.read_bytes() == b"ENGINE:conv.onnx"
+    assert any("could not be loaded" in m for m in messages)
+
+
+def test_broken_message_callback_does_not_break_opening(model_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+
+    def broken(text: str) -> None:
+        raise RuntimeError("GUI went away")
+
+    with select.open_runner(model_path, "tensorrt", on_message=broken) as runner:
+        assert runner.backend is Backend.ORT_CPU
+
+
+def test_importing_engines_stays_cheap() -> None:
+    code = (
+        "import sys, engines; engines.Backend; "
+        "print(sorted(m for m in ('onnxruntime', 'onnx', 'tensorrt', 'cuda', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- TensorRT helpers that run without a GPU (stand-in tensorrt module) ----------------------
+
+
+class _FakeMonitorBase:
+    def __init__(self):
+        pass
+
+
+def test_progress_monitor_reports_nested_phases_and_cancels() -> None:
+    calls: list[tuple[str, int, int]] = []
+
+    def on_progress(phase, done, total):
+        calls.append((phase, done, total))
+        return not (phase.endswith("Tactics") and done == 2)
+
+    monitor = trt._make_progress_monitor(types.SimpleNamespace(IProgressMonitor=_FakeMonitorBase), on_progress)
+    monitor.phase_start("Build", None, 2)
+    monitor.phase_start("Tactics", "Build", 3)
+    assert monitor.step_complete("Tactics", 0) is True
+    assert monitor.step_complete("Tactics", 1) is False  # callback returned False: cancel
+    assert monitor.cancelled
+    monitor.phase_finish("Tactics")
+    assert calls[:3] == [("Build", 0, 2), ("Build / Tactics", 0, 3), ("Build / Tactics", 1, 3)]
+    assert calls[-1] == ("Build / Tactics", 3, 3)
+
+
+def test_progress_monitor_swallows_callback_errors() -> None:
+    def on_progress(phase, done, total):
+        raise ValueError("bad GUI code")
+
+    monitor = trt._make_progress_monitor(types.SimpleNamespace(IProgressMonitor=_FakeMonitorBase), on_progress)
+    monitor.phase_start("Build", None, 1)
+    assert monitor.step_complete("Build", 0) is True
+
+
+class _FakeTensor:
+    def __init__(self, name, shape):
+        self.name, self.shape = name, shape
+
+
+class _FakeProfile:
+    def __init__(self):
+        self.shapes = {}
+
+    def set_shape(self, name, low, opt, high):
+        self.shapes[name] = (low, opt, high)
+
+
+def _fake_network(*tensors):
+    return types.SimpleNamespace(num_inputs=len(tensors), get_input=lambda i: tensors[i])
+
+
+def test_batch_profile_min_1_opt_1_max_batch() -> None:
+    builder = types.SimpleNamespace(create_optimization_profile=_FakeProfile)
+    profile = trt._batch_profile(builder, _fake_network(_FakeTensor("image", (-1, 3, 64, 64))), 8)
+    assert profile.shapes == {"image": ((1, 3, 64, 64), (1, 3, 64, 64), (8, 3, 64, 64))}
+    assert trt._batch_profile(builder, _fake_network(_FakeTensor("image", (1, 3, 64, 64))), 8) is None
+    with pytest.raises(EngineBuildError, match="only the first"):
+        trt._batch_profile(builder, _fake_network(_FakeTensor("image", (-1, 3, -1, -1))), 8)
+
+
+# --- on an NVIDIA GPU with TensorRT ----------------------------------------------------------
+
+
+def _tensorrt_problem() -> str | None:
+    return select.backend_availability()[Backend.TENSORRT]
+
+
+gpu = pytest.mark.gpu
+
+
+@gpu
+@pytest.mark.parametrize("strongly_typed", [None, True], ids=["default", "strongly-typed"])
+def test_tensorrt_engine_matches_ort(model_path: Path, tmp_path: Path, strongly_typed) -> None:
+    problem = _tensorrt_problem()
+    if problem:
+        pytest.skip(problem)
+    progress: list[tuple[str, int, int]] = []
+    data = trt.build_engine(
+        model_path,
+        max_batch=4,
+        timing_cache_path=tmp_path / "timing.cache",
+        on_progress=lambda *a: progress.append(a),
+        strongly_typed=strongly_typed,
+    )
+    assert (tmp_path / "timing.cache").stat().st_size > 0
+    with trt.TrtRunner(data) as runner, OrtRunner(model_path) as reference_runner:
+        assert runner.backend is Backend.TENSORRT and runner.max_batch == 4
+        assert runner.inputs == (TensorSpec("image", (None, 3, 8, 8), np.dtype(np.float32)),)
+        for batch in (1, 3, 4):
+            image = images(batch)
+            got, want = runner.infer({"image": image}), reference_runner.infer({"image": image})
+            for name in want:
+                assert got[name].shape == want[name].shape
+                np.testing.assert_allclose(got[name], want[name], rtol=1e-2, atol=1e-2)
+        with pytest.raises(ValueError, match="larger max_batch"):
+            runner.infer({"image": images(5)})
+    runner.close()
+    assert progress, "TensorRT reported no build progress"
+
+
+@gpu
+def test_open_runner_builds_caches_and_reuses_engine(model_path: Path, tmp_path: Path) -> None:
+    problem = _tensorrt_problem()
+    if problem:
+        pytest.skip(problem)
+    messages: list[str] = []
+    with select.open_runner(model_path, "tensorrt", messages.append, cache_root=tmp_path) as runner:
+        assert runner.backend is Backend.TENSORRT
+    assert any(m.startswith("Building") for m in messages)
+    messages.clear()
+    with select.open_runner(model_path, "tensorrt", messages.append, cache_root=tmp_path) as runner:
+        assert runner.backend is Backend.TENSORRT
+    assert messages == []
+    [engine_file] = tmp_path.glob("*.engine")
+    engine_file.write_bytes(os.urandom(4096))
+    with select.open_runner(model_path, "tensorrt", messages.append, cache_root=tmp_path) as runner:
+        assert runner.backend is Backend.TENSORRT
+    assert any("could not be loaded" in m for m in messages)
+
+
+@gpu
+def test_ort_cuda_matches_cpu(model_path: Path) -> None:
+    problem = select.backend_availability()[Backend.ORT_CUDA]
+    if problem:
+        pytest.skip(problem)
+    image = images(2)
+    with OrtRunner(model_path, Backend.ORT_CUDA) as cuda_runner, OrtRunner(model_path) as cpu_runner:
+        got, want = cuda_runner.infer({"image": image}), cpu_runner.infer({"image": image})
+    np.testing.assert_allclose(got["features"], want["features"], rtol=1e-3, atol=1e-3)
+
+
+# --- TensorRT code paths on stand-ins -----------------------------------------------------
+# No GPU or TensorRT here: these stand-ins follow the documented TensorRT / cuda-python
+# behaviour (tuples of (error, value), bool returns, IHostMemory as a buffer) so that the
+# buffer handling, shape checks and build options in engines/trt.py run; "device" memory is
+# host memory and "execution" is the numpy reference. The real thing: the gpu tests above.
+
+
+class FakeCudart:
+    class cudaError_t:
+        cudaSuccess = 0
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+
+    def __init__(self):
+        self.blocks: dict[int, ctypes.Array] = {}
+        self.streams: set[int] = set()
+
+    def _allocate(self, nbytes):
+        block = ctypes.create_string_buffer(nbytes)
+        self.blocks[ctypes.addressof(block)] = block
+        return (0, ctypes.addressof(block))
+
+    cudaMalloc = cudaMallocHost = _allocate
+
+    def cudaFree(self, pointer):
+        del self.blocks[pointer]
+        return (0,)
+
+    cudaFreeHost = cudaFree
+
+    def cudaSetDevice(self, device):
+        return (0,)
+
+    def cudaStreamCreate(self):
+        self.streams.add(77)
+        return (0, 77)
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaStreamDestroy(self, stream):
+        self.streams.discard(stream)
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):
+        assert stream in self.streams
+        ctypes.memmove(dst, src, nbytes)
+        return (0,)
+
+
+def _read(pointer: int, shape: tuple, dtype=np.float32) -> np.ndarray:
+    count = int(np.prod(shape))
+    return np.frombuffer((ctypes.c_float * count).from_address(pointer), dtype=dtype).reshape(shape)
+
+
+class FakeContext:
+    def __init__(self):
+        self.shapes, self.addresses = {}, {}
+
+    def set_input_shape(self, name, shape):
+        ok = 1 <= shape[0] <= 4 and tuple(shape[1:]) == (3, 8, 8)
+        if ok:
+            self.shapes[name] = tuple(shape)
+        return ok
+
+    def get_tensor_shape(self, name):
+        batch = self.shapes["image"][0]
+        return {"image": self.shapes["image"], "features": (batch, 4, 8, 8), "pooled": (batch, 4, 1, 1)}[name]
+
+    def set_tensor_address(self, name, pointer):
+        self.addresses[name] = pointer
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        assert isinstance(stream_handle, int)
+        out = reference(_read(self.addresses["image"], self.shapes["image"]))
+        for name in ("features", "pooled"):
+            ctypes.memmove(self.addresses[name], out[name].astype(np.float32).tobytes(), out[name].size * 4)
+        return True
+
+
+class FakeEngine:
+    num_io_tensors = 3
+    _shapes = {"image": (-1, 3, 8, 8), "features": (-1, 4, 8, 8), "pooled": (-1, 4, 1, 1)}
+
+    def get_tensor_name(self, index):
+        return list(self._shapes)[index]
+
+    def get_tensor_mode(self, name):
+        return "input" if name == "image" else "output"
+
+    def get_tensor_shape(self, name):
+        return self._shapes[name]
+
+    def get_tensor_dtype(self, name):
+        return np.float32
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        return [(1, 3, 8, 8), (1, 3, 8, 8), (4, 3, 8, 8)]
+
+    def create_execution_context(self):
+        return FakeContext()
+
+
+class FakeILogger:
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+    def __init__(self):
+        pass
+
+
+def fake_tensorrt(version: int) -> types.SimpleNamespace:
+    """A stand-in ``tensorrt`` module: version 10 has BuilderFlag.FP16, version 11 does not."""
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            if data != b"PLAN":
+                self.logger.log(FakeILogger.ERROR, "Serialization assertion failed: magic tag mismatch")
+                return None
+            return FakeEngine()
+
+    class Network:
+        def __init__(self, flags):
+            self.flags, self.tensors, self.model = flags, [], None
+
+        @property
+        def num_inputs(self):
+            return len(self.tensors)
+
+        def get_input(self, index):
+            return self.tensors[index]
+
+    class Parser:
+        errors: list[str] = []
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse(self, data, path=None):
+            if self.errors:
+                return False
+            model = onnx.load_model_from_string(bytes(data))
+            self.network.model = model
+            for value in model.graph.input:
+                dims = [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+                self.network.tensors.append(_FakeTensor(value.name, tuple(dims)))
+            return True
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, index):
+            return self.errors[index]
+
+    class Cache:
+        def __init__(self, data):
+            self.data = bytes(data)
+
+        def serialize(self):
+            return self.data + b"+timings"
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles, self.progress_monitor, self.cache = set(), [], None, None
+
+        def set_flag(self, flag):
+            self.flags.add(flag)
+
+        def set_memory_pool_limit(self, pool, size):
+            self.workspace = size
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+
+        def create_timing_cache(self, data):
+            return Cache(data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        last = None
+
+        def __init__(self, logger):
+            Builder.last = self
+
+        def create_network(self, flags):
+            self.network = Network(flags)
+            return self.network
+
+        def create_builder_config(self):
+            self.config = Config()
+            return self.config
+
+        def create_optimization_profile(self):
+            return _FakeProfile()
+
+        def build_serialized_network(self, network, config):
+            monitor = config.progress_monitor
+            if monitor is not None:
+                monitor.phase_start("Building engine", None, 2)
+                for step in range(2):
+                    if not monitor.step_complete("Building engine", step):
+                        return None
+                monitor.phase_finish("Building engine")
+            return b"PLAN"
+
+    flags = {"FP16": "fp16"} if version == 10 else {}
+    return types.SimpleNamespace(
+        __version__=f"{version}.0.0",
+        ILogger=FakeILogger,
+        IProgressMonitor=_FakeMonitorBase,
+        Runtime=Runtime,
+        Builder=Builder,
+        OnnxParser=Parser,
+        BuilderFlag=types.SimpleNamespace(**flags),
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1),
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE="workspace"),
+        TensorIOMode=types.SimpleNamespace(INPUT="input", OUTPUT="output"),
+        nptype=lambda dtype: dtype,
+    )
+
+
+@pytest.fixture()
+def stand_ins(monkeypatch):
+    cudart = FakeCudart()
+    tensorrt = fake_tensorrt(10)
+    monkeypatch.setattr(trt, "import_cudart", lambda: cudart)
+    monkeypatch.setattr(trt, "import_tensorrt", lambda: tensorrt)
+    return tensorrt, cudart
+
+
+def test_trt_runner_buffers_shapes_and_close_on_stand_ins(stand_ins) -> None:
+    _, cudart = stand_ins
+    runner = trt.TrtRunner(b"PLAN")
+    assert runner.inputs == (TensorSpec("image", (None, 3, 8, 8), np.dtype(np.float32)),)
+    assert [s.name for s in runner.outputs] == ["features", "pooled"] and runner.max_batch == 4
+    assert len(cudart.blocks) == 6  # pinned host + device buffer per tensor
+    for batch in (3, 1, 4):  # shrinking and growing batches reuse the same buffers
+        image = images(batch)
+        out = runner.infer({"image": image})
+        want = reference(image)
+        assert out["features"].shape == (batch, 4, 8, 8) and out["pooled"].shape == (batch, 4, 1, 1)
+        np.testing.assert_allclose(out["features"], want["features"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out["pooled"], want["pooled"], rtol=1e-5, atol=1e-5)
+    kept = runner.infer({"image": images(1)})["pooled"]
+    runner.infer({"image": images(1)})
+    assert kept.base is None or not np.shares_memory(kept, runner._buffers["pooled"].host)
+    with pytest.raises(ValueError, match=r"accepts shapes from \(1, 3, 8, 8\) to \(4, 3, 8, 8\)"):
+        runner.infer({"image": images(5)})
+    with pytest.raises(ValueError, match="dtype float64"):
+        runner.infer({"image": images(1).astype(np.float64)})
+    runner.close()
+    runner.close()
+    assert cudart.blocks == {} and cudart.streams == set()
+    with pytest.raises(RuntimeError, match="closed"):
+        runner.infer({"image": images(1)})
+
+
+def test_trt_runner_rejects_bad_engine_bytes_and_frees_everything(stand_ins) -> None:
+    _, cudart = stand_ins
+    with pytest.raises(EngineLoadError, match="magic tag mismatch"):
+        trt.TrtRunner(b"not a plan")
+    assert cudart.blocks == {} and cudart.streams == set()
+
+
+@pytest.mark.parametrize("version", [10, 11])
+def test_build_engine_options_on_stand_ins(model_path: Path, tmp_path: Path, monkeypatch, version: int) -> None:
+    tensorrt = fake_tensorrt(version)
+    monkeypatch.setattr(trt, "import_tensorrt", lambda: tensorrt)
+    timing = tmp_path / "timing.cache"
+    timing.write_bytes(b"old")
+    progress: list[tuple] = []
+    plan = trt.build_engine(
+        model_path, max_batch=6, timing_cache_path=timing, on_progress=lambda *a: progress.append(a)
+    )
+    assert plan == b"PLAN"
+    builder = tensorrt.Builder.last
+    [profile] = builder.config.profiles
+    assert profile.shapes == {"image": ((1, 3, 8, 8), (1, 3, 8, 8), (6, 3, 8, 8))}
+    assert timing.read_bytes() == b"old+timings"  # read, then rewritten after the build
+    assert progress[0] == ("Building engine", 0, 2) and progress[-1] == ("Building engine", 2, 2)
+    weights = {i.name: i.data_type for i in builder.network.model.graph.initializer}
+    if version == 10:  # weakly typed FP32 network + FP16 builder flag
+        assert builder.network.flags == 0 and builder.config.flags == {"fp16"}
+        assert weights["W"] == TensorProto.FLOAT
+    else:  # strongly typed network parsed from the FP16 ONNX, float32 I/O kept
+        assert builder.network.flags == 1 << 1 and builder.config.flags == set()
+        assert weights["W"] == TensorProto.FLOAT16
+        assert builder.network.model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+
+
+def test_build_engine_reports_parser_errors_and_cancellation(model_path: Path, monkeypatch) -> None:
+    tensorrt = fake_tensorrt(10)
+    monkeypatch.setattr(trt, "import_tensorrt", lambda: tensorrt)
+    assert trt.build_engine(model_path) == b"PLAN"  # no timing cache, no progress callback
+    with pytest.raises(EngineBuildError, match="was cancelled"):
+        trt.build_engine(model_path, on_progress=lambda phase, done, total: done < 1)
+    tensorrt.OnnxParser.errors = ["In node 0 (Conv): UNSUPPORTED_NODE: no kernel"]
+    with pytest.raises(EngineBuildError, match="could not parse conv.onnx: In node 0 \\(Conv\\): UNSUPPORTED_NODE"):
+        trt.build_engine(model_path)
+
+
+@pytest.mark.parametrize(
+    ("init_status", "count", "problem"),
+    [
+        (0, 2, None),
+        (0, 0, "no NVIDIA GPU found"),
+        (100, 0, "no NVIDIA GPU found (the NVIDIA driver reports CUDA error 100)"),
+    ],
+)
+def test_gpu_probe_reads_the_driver_answer(monkeypatch, init_status: int, count: int, problem) -> None:
+    def device_count(ref):
+        ref._obj.value = count
+        return 0
+
+    driver = types.SimpleNamespace(cuInit=lambda flags: init_status, cuDeviceGetCount=device_count)
+    monkeypatch.setattr(select, "_load_cuda_driver", lambda: driver)
+    assert select.nvidia_gpu_problem() == problem
+    monkeypatch.setattr(select, "_load_cuda_driver", lambda: None)
+    assert select.nvidia_gpu_problem() == "no NVIDIA GPU found (the NVIDIA driver is not installed)"

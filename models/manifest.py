@@ -1,0 +1,286 @@
+"""The manifest of a trained landmark network: ``assets/<name>.json`` beside ``<onnx file>``.
+
+It says everything the app needs to run the ONNX file without torch: input tensor,
+preprocessing, output kind and decoding, the alignment template it was trained with,
+and the model-card text. Example::
+
+    {
+      "name": "mnv2_sdd",
+      "onnx": "mnv2_sdd.onnx",
+      "kind": "heatmap",
+      "input": {"name": "input", "size": 192, "colour_order": "rgb",
+                "mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]},
+      "outputs": ["heatmaps"],
+      "heatmap_size": 48,
+      "decode": {"method": "dark", "kernel": 9, "in_graph": false},
+      "flip_test": false,
+      "template_version": "tpl-1a2b3c4d",
+      "card": {"training_data": "...", "recipe": "...", "metrics": "..."}
+    }
+
+``kind``: ``heatmap`` (one output (N, 68, H, W), decoded here unless ``decode.in_graph``)
+or ``coords`` (outputs (N, 68, 2) coordinates and optionally (N, 68) confidence).
+``outputs`` lists the output tensor names: ``[heatmaps]``, or ``[coords]`` /
+``[coords, confidence]`` for ``coords`` and in-graph decoding. ``coords_unit`` (optional)
+says what the coordinates are: ``normalized`` (crop units, (0, 0) top-left corner, (1, 1)
+bottom-right; default for ``coords``) or ``heatmap`` (heatmap pixel centres; default for
+in-graph heatmap decoding). ``decode.kernel`` may be left out (the decoder's default).
+``mean``/``std`` are in 0-255 units and in the network's
+channel order. ``template_version`` must equal ``template_version()`` of this code: a
+network trained on crops of another template would run but place every point wrongly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import ModelFileError
+
+KINDS = ("heatmap", "coords")
+COLOUR_ORDERS = ("rgb", "bgr")
+COORDS_UNITS = ("normalized", "heatmap")
+DECODE_METHODS = ("dark", "argmax")  # models.heatmap_decode
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing, unreadable or invalid. The message names the file and the field."""
+
+
+def template_version() -> str:
+    """A short fingerprint of ``models.align.TEMPLATE``: changes whenever the template does."""
+    from models.align import TEMPLATE
+
+    digest = hashlib.sha1(np.round(np.asarray(TEMPLATE, dtype=np.float64), 5).tobytes()).hexdigest()
+    return f"tpl-{digest[:8]}"
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    method: str = "dark"  # one of DECODE_METHODS
+    kernel: int | None = None  # Gaussian kernel for DARK's smoothing (odd); None: the decoder's default
+    in_graph: bool = False  # the graph decodes itself: outputs are coordinates and confidence
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    training_data: str = ""
+    recipe: str = ""
+    metrics: str = ""
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    name: str
+    onnx: str  # file name, relative to the manifest's folder
+    kind: str
+    input_name: str
+    input_size: int
+    colour_order: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    outputs: tuple[str, ...]
+    template_version: str
+    heatmap_size: int | None = None
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    coords_unit: str = "normalized"
+    flip_test: bool = False
+    card: ModelCard = field(default_factory=ModelCard)
+    path: Path | None = None  # the JSON file this came from
+
+    @property
+    def onnx_path(self) -> Path:
+        base = self.path.parent if self.path is not None else Path(".")
+        return base / self.onnx
+
+    @property
+    def decodes_heatmaps(self) -> bool:
+        """Whether this code decodes heatmaps (heatmap kind, not decoded in the graph)."""
+        return self.kind == "heatmap" and not self.decode.in_graph
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object ``load_manifest`` reads back (for the exporter)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "onnx": self.onnx,
+            "kind": self.kind,
+            "input": {
+                "name": self.input_name,
+                "size": self.input_size,
+                "colour_order": self.colour_order,
+                "mean": list(self.mean),
+                "std": list(self.std),
+            },
+            "outputs": list(self.outputs),
+            "decode": {"method": self.decode.method, "in_graph": self.decode.in_graph},
+            "coords_unit": self.coords_unit,
+            "flip_test": self.flip_test,
+            "template_version": self.template_version,
+            "card": {
+                "training_data": self.card.training_data,
+                "recipe": self.card.recipe,
+                "metrics": self.card.metrics,
+            },
+        }
+        if self.decode.kernel is not None:
+            data["decode"]["kernel"] = self.decode.kernel
+        if self.heatmap_size is not None:
+            data["heatmap_size"] = self.heatmap_size
+        return data
+
+
+def write_manifest(manifest: ModelManifest, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+    return path
+
+
+class _Reader:
+    """Typed field access that names the file and the field in every error."""
+
+    def __init__(self, path: Path, data: Any, prefix: str = ""):
+        if not isinstance(data, dict):
+            where = f"field {prefix.rstrip('.')!r}" if prefix else "the top level"
+            raise ManifestError(f"{path}: {where} must be a JSON object")
+        self.path, self.data, self.prefix = path, data, prefix
+
+    def fail(self, key: str, problem: str) -> ManifestError:
+        return ManifestError(f"{self.path}: field {self.prefix + key!r} {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices: tuple = ()) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "is missing")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"must be {_kind_names(kinds)}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"must be {_kind_names(kinds)}, got {value!r}")
+        if choices and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        if isinstance(value, str) and not value.strip() and default is ...:
+            raise self.fail(key, "is empty")
+        return value
+
+    def positive_int(self, key: str, default: Any = ...) -> Any:
+        value = self.get(key, int, default)
+        if value is not None and value <= 0:
+            raise self.fail(key, f"must be a positive integer, got {value}")
+        return value
+
+    def triple(self, key: str, positive: bool = False) -> tuple[float, float, float]:
+        value = self.get(key, list)
+        if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise self.fail(key, f"must be a list of three numbers, got {value!r}")
+        if positive and min(value) <= 0:
+            raise self.fail(key, f"must be positive, got {value!r}")
+        return tuple(float(v) for v in value)
+
+    def child(self, key: str, required: bool = True) -> "_Reader":
+        if key not in self.data and not required:
+            return _Reader(self.path, {}, self.prefix + key + ".")
+        return _Reader(self.path, self.get(key, dict), self.prefix + key + ".")
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {
+        str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "an object"
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
+    """Validate a decoded JSON object; ``path`` is only used in messages and for ``onnx_path``."""
+    path = Path(path)
+    top = _Reader(path, data)
+    inp = top.child("input")
+    dec = top.child("decode", required=False)
+    card = top.child("card", required=False)
+    kind = top.get("kind", str, choices=KINDS)
+    in_graph = dec.get("in_graph", bool, False)
+    outputs = top.get("outputs", list)
+    if not outputs or not all(isinstance(o, str) and o for o in outputs):
+        raise top.fail("outputs", f"must be a non-empty list of output tensor names, got {outputs!r}")
+    if kind == "heatmap" and not in_graph and len(outputs) != 1:
+        raise top.fail("outputs", f"must name exactly one heatmap tensor, got {outputs!r}")
+    if (kind == "coords" or in_graph) and len(outputs) > 2:
+        raise top.fail("outputs", f"must be [coords] or [coords, confidence], got {outputs!r}")
+    heatmap_size = top.positive_int("heatmap_size", None)
+    if kind == "heatmap" and heatmap_size is None:
+        raise top.fail("heatmap_size", "is missing (needed for the heatmap kind)")
+    kernel = dec.positive_int("kernel", None)
+    if kernel is not None and kernel % 2 == 0:
+        raise dec.fail("kernel", f"must be odd, got {kernel}")
+    default_unit = "heatmap" if kind == "heatmap" else "normalized"
+    coords_unit = top.get("coords_unit", str, default_unit, choices=COORDS_UNITS)
+    if coords_unit == "heatmap" and heatmap_size is None:
+        raise top.fail("heatmap_size", "is missing (needed for coords_unit 'heatmap')")
+    onnx = top.get("onnx", str)
+    if Path(onnx).name != onnx:
+        raise top.fail("onnx", f"must be a file name beside the manifest, got {onnx!r}")
+    return ModelManifest(
+        name=top.get("name", str),
+        onnx=onnx,
+        kind=kind,
+        input_name=inp.get("name", str),
+        input_size=inp.positive_int("size"),
+        colour_order=inp.get("colour_order", str, choices=COLOUR_ORDERS),
+        mean=inp.triple("mean"),
+        std=inp.triple("std", positive=True),
+        outputs=tuple(outputs),
+        template_version=top.get("template_version", str),
+        heatmap_size=heatmap_size,
+        decode=DecodeOptions(
+            method=dec.get("method", str, DecodeOptions.method, choices=DECODE_METHODS),
+            kernel=kernel,
+            in_graph=in_graph,
+        ),
+        coords_unit=coords_unit,
+        flip_test=top.get("flip_test", bool, False),
+        card=ModelCard(
+            training_data=card.get("training_data", str, ""),
+            recipe=card.get("recipe", str, ""),
+            metrics=card.get("metrics", str, ""),
+        ),
+        path=path,
+    )
+
+
+def load_manifest(path: str | Path, check_onnx: bool = True) -> ModelManifest:
+    """Read and validate ``path``.
+
+    Raises ``ManifestError`` (file and field named) for a missing, unreadable or invalid
+    manifest, and ``engines.base.ModelFileError`` naming the ONNX file when ``check_onnx``
+    and it is not beside the manifest.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"model manifest not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read model manifest {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    manifest = parse_manifest(data, path)
+    if check_onnx and not manifest.onnx_path.is_file():
+        raise ModelFileError(f"ONNX file of model {manifest.name!r} not found: {manifest.onnx_path} (named in {path})")
+    return manifest
+
+
+def check_template(manifest: ModelManifest) -> None:
+    """Raise ``ManifestError`` if the network was trained on another alignment template."""
+    current = template_version()
+    if manifest.template_version != current:
+        raise ManifestError(
+            f"{manifest.path}: field 'template_version' is {manifest.template_version!r} but this code aligns faces "
+            f"with template {current!r}: the network was trained on differently aligned crops; re-export it"
+        )

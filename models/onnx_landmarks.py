@@ -1,0 +1,189 @@
+"""Our trained landmark networks (ONNX) as ``LandmarkModel``s, described by a manifest.
+
+``OnnxLandmarkModel`` preprocesses a batch of aligned crops as the manifest says
+(resize to the input size if needed, BGR->RGB if asked, ``(x - mean) / std``, NCHW
+float32), runs them through ``engines.open_runner`` in one inference (chunked when the
+graph has a fixed batch size), and decodes:
+
+- ``heatmap``: (N, 68, H, W) heatmaps, decoded by ``models.heatmap_decode.decode_heatmaps``
+  into heatmap pixel-centre coordinates and confidences (unless the graph decodes itself);
+- ``coords``: (N, 68, 2) coordinates and optionally (N, 68) confidences.
+
+Every coordinate is first turned into normalised crop units u ((0, 0) = top-left corner
+of the crop, (1, 1) = bottom-right): from a heatmap pixel centre h of a W-wide heatmap,
+u = (h + 0.5) / W; then crop pixels x = u * size - 0.5, then the frame through
+``crop.inverse``. Normalised units do not depend on the crop's pixel size, so a crop of
+another size than the network's input is resized and still maps back exactly.
+
+Flip test (manifest ``flip_test`` or the ``flip_test`` argument): the mirrored crops go
+through the same inference; their points are mirrored back (u_x -> 1 - u_x, order
+``landmarks68.MIRROR``) and averaged with the direct ones, confidences too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from engines.base import Backend, ModelFileError
+from models.align import transform_points
+from models.landmark_model import LandmarkModel
+from models.landmarks68 import MIRROR, NUM_LANDMARKS
+from models.manifest import ModelManifest, check_template, load_manifest
+from models.types import AlignedCrop, Landmarks
+
+
+class OnnxLandmarkModel(LandmarkModel):
+    """A manifest-described ONNX landmark network.
+
+    ``manifest``: a ``ModelManifest`` or the path of its JSON file. ``backend``: passed to
+    ``engines.open_runner`` ("auto", "tensorrt", "ort-cuda", "ort-cpu"). ``flip_test``:
+    None follows the manifest. ``infer`` returns the runner's output dictionary
+    (the flipped crops' rows after the direct ones when flipping).
+    """
+
+    def __init__(
+        self,
+        manifest: ModelManifest | str | Path,
+        backend: str = "auto",
+        flip_test: bool | None = None,
+        on_message: Callable[[str], None] | None = None,
+        on_progress: Callable[[str, int, int], bool | None] | None = None,
+    ) -> None:
+        self._runner = None
+        self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
+        check_template(self.manifest)
+        if not self.manifest.onnx_path.is_file():
+            raise ModelFileError(f"ONNX file of model {self.manifest.name!r} not found: {self.manifest.onnx_path}")
+        self.name = self.manifest.name
+        self.input_size = self.manifest.input_size
+        self.flip_test = self.manifest.flip_test if flip_test is None else bool(flip_test)
+        self._mean = np.asarray(self.manifest.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._inv_std = (1.0 / np.asarray(self.manifest.std, dtype=np.float32)).reshape(1, 3, 1, 1)
+        from engines import open_runner
+
+        self._runner = open_runner(
+            self.manifest.onnx_path, backend=backend, on_message=on_message, on_progress=on_progress
+        )
+        try:
+            self.backend = Backend(self._runner.backend).value
+            self._input_dtype, self._fixed_batch = self._check_io()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_io(self) -> tuple[np.dtype, int | None]:
+        """Check the graph against the manifest; return the input dtype and the fixed batch size (or None)."""
+        m, path = self.manifest, self.manifest.onnx_path
+        inputs = {spec.name: spec for spec in self._runner.inputs}
+        if m.input_name not in inputs:
+            raise ModelFileError(
+                f"{path} has no input {m.input_name!r} (named in {m.path}); its inputs: {', '.join(inputs)}"
+            )
+        spec = inputs[m.input_name]
+        wanted = (None, 3, m.input_size, m.input_size)
+        static = [d if isinstance(d, (int, np.integer)) and d > 0 else None for d in spec.shape]
+        if len(static) != 4 or any(s is not None and w is not None and s != w for s, w in zip(static, wanted)):
+            raise ModelFileError(
+                f"{path}: input {m.input_name!r} has shape {tuple(spec.shape)}, the manifest {m.path} says "
+                f"(N, 3, {m.input_size}, {m.input_size})"
+            )
+        outputs = {o.name for o in self._runner.outputs}
+        missing = [name for name in m.outputs if name not in outputs]
+        if missing:
+            raise ModelFileError(
+                f"{path} has no output {missing[0]!r} (named in {m.path}); its outputs: {', '.join(sorted(outputs))}"
+            )
+        return np.dtype(spec.dtype), static[0]
+
+    # --- preprocessing and inference ---------------------------------------------------------------
+
+    def preprocess(self, crops: Sequence[AlignedCrop]) -> np.ndarray:
+        """Crops -> (N, 3, S, S) network input (flipped copies appended when flip-testing)."""
+        size = self.input_size
+        images = []
+        for crop in crops:
+            image = crop.image
+            if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1] or image.dtype != np.uint8:
+                raise ValueError(
+                    f"{self.name}: crops must be square (S, S, 3) uint8 BGR images, got {image.shape} {image.dtype}"
+                )
+            if image.shape[:2] != (size, size):
+                shrink = image.shape[0] > size
+                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            images.append(image)
+        batch = np.stack(images)
+        if self.flip_test:
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        if self.manifest.colour_order == "rgb":
+            batch = batch[..., ::-1]
+        nchw = batch.transpose(0, 3, 1, 2).astype(np.float32)
+        return ((nchw - self._mean) * self._inv_std).astype(self._input_dtype, copy=False)
+
+    def infer(self, crops: Sequence[AlignedCrop]) -> dict[str, np.ndarray]:
+        if self._runner is None:
+            raise RuntimeError(f"{self.name} is closed")
+        batch = self.preprocess(crops)
+        # A graph with a fixed batch size takes exactly that many (the last chunk is padded);
+        # a TensorRT engine takes at most its profile's maximum.
+        step = self._fixed_batch or getattr(self._runner, "max_batch", None) or len(batch)
+        parts: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            count = len(chunk)
+            if self._fixed_batch and count < step:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - count, axis=0)])
+            out = self._runner.infer({self.manifest.input_name: chunk})
+            parts.append({name: np.asarray(out[name])[:count] for name in self.manifest.outputs})
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in self.manifest.outputs}
+
+    # --- decoding -------------------------------------------------------------------------------
+
+    def normalised_points(self, raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs -> (rows, 68, 2) points in normalised crop units and (rows, 68) confidences."""
+        m = self.manifest
+        first = np.asarray(raw[m.outputs[0]], dtype=np.float64)
+        if m.decodes_heatmaps:
+            if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
+                raise ValueError(f"{self.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
+            from models.heatmap_decode import decode_heatmaps
+
+            options = {} if m.decode.kernel is None else {"kernel": m.decode.kernel}
+            coords, confidence = decode_heatmaps(first, method=m.decode.method, **options)
+            height, width = first.shape[2:]
+            points = (np.asarray(coords, dtype=np.float64) + 0.5) / np.array([width, height])
+            return points, np.asarray(confidence, dtype=np.float64)
+        if first.shape[1:] != (NUM_LANDMARKS, 2):
+            raise ValueError(f"{self.name}: expected coordinates (N, 68, 2), got {first.shape}")
+        if len(m.outputs) > 1:
+            confidence = np.asarray(raw[m.outputs[1]], dtype=np.float64).reshape(len(first), NUM_LANDMARKS)
+        else:
+            confidence = np.ones(first.shape[:2])
+        if m.coords_unit == "heatmap":
+            first = (first + 0.5) / float(m.heatmap_size)
+        return first, confidence
+
+    def decode(self, raw: dict[str, np.ndarray], crops: Sequence[AlignedCrop]) -> list[Landmarks]:
+        points, confidence = self.normalised_points(raw)
+        count = len(crops)
+        if self.flip_test:
+            mirrored = points[count:, MIRROR].copy()
+            mirrored[..., 0] = 1.0 - mirrored[..., 0]
+            points = (points[:count] + mirrored) / 2
+            confidence = (confidence[:count] + confidence[count:, MIRROR]) / 2
+        confidence = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0)
+        results = []
+        for crop, pts, conf in zip(crops, points, confidence):
+            conf = np.where(np.all(np.isfinite(pts), axis=1), conf, 0.0)
+            frame_points = transform_points(pts * crop.size - 0.5, crop.inverse)
+            results.append(Landmarks(points=frame_points, confidence=conf))
+        return results
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None

@@ -1,0 +1,103 @@
+"""The landmark models the app can run, by name.
+
+- ``mediapipe68``: MediaPipe Face Mesh mapped to 68 points (``models.mediapipe68``),
+  available when mediapipe imports.
+- Our networks (``mnv2_sdd``, ``r18_ffld``, or any other ``assets/<name>.json``): available
+  when the manifest and the ONNX file it names are in ``assets/``.
+
+Nothing here imports torch: the networks run from their ONNX files.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from engines.base import ModelFileError
+from models.datasets import PROJECT_ROOT
+from models.landmark_model import LandmarkModel
+from models.manifest import ManifestError, load_manifest
+
+ASSETS_DIR = PROJECT_ROOT / "assets"
+MEDIAPIPE68 = "mediapipe68"
+NETWORK_NAMES = ("mnv2_sdd", "r18_ffld")  # trained here; shipped once exported into assets/
+
+
+class UnknownModelError(ValueError):
+    """A landmark model name the registry does not know. The message lists the available ones."""
+
+
+@lru_cache(maxsize=1)
+def _mediapipe_available() -> bool:
+    from models.mediapipe68 import mediapipe_available
+
+    return mediapipe_available()
+
+
+def _manifest_paths(assets_dir: Path) -> dict[str, Path]:
+    if not assets_dir.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(assets_dir.glob("*.json"))}
+
+
+def _installed(path: Path) -> bool:
+    try:
+        load_manifest(path)
+    except (ManifestError, ModelFileError):
+        return False
+    return True
+
+
+def available_models(assets_dir: str | Path | None = None) -> list[str]:
+    """Names ``load_landmark_model`` can load here: mediapipe68 first (if mediapipe imports),
+    then every valid manifest in ``assets_dir`` whose ONNX file is present, by name."""
+    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
+    names = [MEDIAPIPE68] if _mediapipe_available() else []
+    return names + [name for name, path in _manifest_paths(assets).items() if _installed(path)]
+
+
+def load_landmark_model(
+    name: str,
+    backend: str = "auto",
+    on_message: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], bool | None] | None = None,
+    assets_dir: str | Path | None = None,
+    flip_test: bool | None = None,
+) -> LandmarkModel:
+    """Load a landmark model by name.
+
+    ``backend`` selects the engine of ONNX networks (``engines.open_runner``); mediapipe68
+    always runs on MediaPipe's own CPU engine and says so through ``on_message`` when
+    another backend was asked for. ``flip_test``: None follows the manifest.
+
+    Raises ``UnknownModelError`` (listing the available names) for an unknown name,
+    ``ModelFileError`` when a known network is not installed or its ONNX file is missing,
+    ``ManifestError`` for an invalid manifest, ``engines.base.BackendUnavailable`` when the
+    runtime is missing.
+    """
+    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
+    if name == MEDIAPIPE68:
+        from models.mediapipe68 import MediaPipe68
+
+        if backend not in ("auto", None, "mediapipe") and on_message is not None:
+            on_message(f"{MEDIAPIPE68} runs on MediaPipe's own CPU engine; backend {backend!r} does not apply")
+        return MediaPipe68()
+    manifests = _manifest_paths(assets)
+    if name in manifests:
+        from models.onnx_landmarks import OnnxLandmarkModel
+
+        manifest = load_manifest(manifests[name])
+        if manifest.name != name:
+            raise ManifestError(
+                f"{manifest.path}: field 'name' is {manifest.name!r}, expected {name!r} (the file name)"
+            )
+        return OnnxLandmarkModel(
+            manifest, backend=backend, flip_test=flip_test, on_message=on_message, on_progress=on_progress
+        )
+    available = ", ".join(available_models(assets)) or "none"
+    if name in NETWORK_NAMES:
+        raise ModelFileError(
+            f"landmark model {name!r} is not installed: {assets / (name + '.json')} not found "
+            f"(export the trained network into {assets}); available: {available}"
+        )
+    raise UnknownModelError(f"unknown landmark model {name!r}; available: {available}")

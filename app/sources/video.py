@@ -1,0 +1,236 @@
+"""Video files through OpenCV/FFmpeg: exact seeking, stepping back, truncation.
+
+Behaviour measured with opencv-contrib 4.11 (FFmpeg 5.1):
+
+* An MP4 whose ``moov`` index is missing (cut before it, or never finalised)
+  does not open at all; the error says the file looks truncated.
+* A truncated file that does open (index at the front, or an AVI) declares more
+  frames than it holds: reading stops early and ``read()`` raises
+  TruncatedVideoError once ("video ended at frame 112 of 225 ..."); the frames
+  before were all delivered and ``frame_count`` becomes the readable count.
+* ``CAP_PROP_POS_FRAMES`` seeks are exact on intact files but silently land
+  elsewhere on files without an index (killed recordings) or past a truncation, so
+  every seek is checked and falls back to reopening and stepping forward.
+* Seeking in long-GOP H.264 costs ~0.5 s, so recently decoded frames are kept
+  (``history_bytes``) and stepping back over them is instant.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+
+from app.sources.base import DEFAULT_FPS, SeekableSource, SourceError, TruncatedVideoError, frozen, quiet_opencv
+from app.types import Frame
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg", ".ts", ".flv", ".3gp")
+FORWARD_GRAB_LIMIT = 16  # nearer forward jumps decode through instead of seeking
+DEFAULT_HISTORY_BYTES = 128 * 2**20
+
+
+def _count_tolerance(declared: int) -> int:
+    """Shortfall still treated as a header's rounding, not truncation."""
+    return max(1, declared // 200)
+
+
+def _mp4_top_level_boxes(path: Path) -> list[tuple[bytes, int, int]] | None:
+    """(type, offset, size) of an ISO-BMFF file's top-level boxes, None if it is not one."""
+    boxes = []
+    size_total = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[4:8] != b"ftyp":
+            return None
+        offset = 0
+        while offset + 8 <= size_total:
+            f.seek(offset)
+            header = f.read(16)
+            size, kind = struct.unpack(">I4s", header[:8])
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:16])[0]
+            elif size == 0:
+                size = size_total - offset
+            if size < 8:
+                break
+            boxes.append((kind, offset, size))
+            offset += size
+    return boxes
+
+
+def _why_unopenable(path: Path) -> str:
+    boxes = _mp4_top_level_boxes(path)
+    if boxes is not None:
+        kinds = [kind for kind, _, _ in boxes]
+        if b"moov" not in kinds:
+            return (
+                "its MP4 index (the 'moov' atom) is missing: the file looks truncated, "
+                "e.g. a download or recording that stopped before it was finished"
+            )
+        kind, offset, size = boxes[-1]
+        if offset + size > path.stat().st_size:
+            return f"the file looks truncated (its last '{kind.decode('latin-1')}' box is cut short)"
+    return "it is not a video that OpenCV/FFmpeg can read (wrong format, or corrupt)"
+
+
+class VideoFileSource(SeekableSource):
+    """Frames of a video file with timestamps from the file (or index / fps)."""
+
+    def __init__(self, path: str | Path, history_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SourceError(f"video file not found: {self.path}")
+        if self.path.is_dir():
+            raise SourceError(f"{self.path} is a folder, not a video file")
+        if self.path.stat().st_size == 0:
+            raise SourceError(f"video file {self.path} is empty (0 bytes)")
+        self._history: OrderedDict[int, Frame] = OrderedDict()
+        self._history_bytes = 0
+        self._history_limit = history_bytes
+        self._capture = self._open_capture()
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self._fps = float(fps) if math.isfinite(fps) and 0 < fps < 1000 else None
+        count = self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        # Files without an index report 0 or nonsense (killed .mkv: about -2.8e17).
+        self._declared = int(count) if math.isfinite(count) and 0 < count < 2**31 else None
+        self._count = self._declared
+        self.truncated_at: int | None = None  # readable frame count when the file proved truncated
+        self._next_decode = 0
+        self._time_origin = 0.0
+        first = self._decode_next()
+        if first is None:
+            self._capture.release()
+            raise SourceError(
+                f"cannot read video {self.path}: it opened but no frame could be decoded "
+                "(unsupported codec, or the file is corrupt or truncated)"
+            )
+        self._frame_size = (int(first.image.shape[1]), int(first.image.shape[0]))
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        with quiet_opencv():  # our message replaces OpenCV's "can't be used to capture by name"
+            capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open video {self.path}: {_why_unopenable(self.path)}")
+        return capture
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def frame_count(self) -> int | None:
+        """Frames in the file: declared by its header, corrected once the real end is met."""
+        return self._count
+
+    @property
+    def declared_frame_count(self) -> int | None:
+        return self._declared
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the decoded frames."""
+        return self._frame_size
+
+    # -- decoding -------------------------------------------------------------
+    def _timestamp(self, index: int) -> float:
+        msec = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        if math.isfinite(msec) and (msec > 0 or index == 0):
+            seconds = msec / 1000.0
+            if index == 0:
+                self._time_origin = seconds
+            return seconds - self._time_origin
+        return index / (self._fps or DEFAULT_FPS)
+
+    def _decode_next(self) -> Frame | None:
+        ok, image = self._capture.read()
+        if not ok or image is None:
+            return None
+        index = self._next_decode
+        frame = Frame(frozen(image), index, self._timestamp(index))
+        self._next_decode += 1
+        self._remember(frame)
+        return frame
+
+    def _remember(self, frame: Frame) -> None:
+        if frame.index in self._history:
+            return
+        self._history[frame.index] = frame
+        self._history_bytes += frame.image.nbytes
+        while self._history_bytes > self._history_limit and len(self._history) > 1:
+            _, old = self._history.popitem(last=False)
+            self._history_bytes -= old.image.nbytes
+
+    def _grab_to(self, index: int) -> bool:
+        """Decode forward until the next decoded frame is ``index``; False if the file ends first."""
+        while self._next_decode < index:
+            if not self._capture.grab():
+                return False
+            self._next_decode += 1
+        return True
+
+    def _rescan_to(self, index: int) -> bool:
+        """Reopen the file and step forward to ``index`` (for files that cannot seek)."""
+        self._capture.release()
+        self._capture = self._open_capture()
+        self._next_decode = 0
+        return self._grab_to(index)
+
+    def _seek_capture(self, index: int) -> Frame | None:
+        """Decode frame ``index`` out of order, checking where the seek really landed."""
+        if 0 < index - self._next_decode <= FORWARD_GRAB_LIMIT:
+            if not self._grab_to(index):
+                return None
+            return self._decode_next()
+        self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, image = self._capture.read()
+        if ok and image is not None and int(round(self._capture.get(cv2.CAP_PROP_POS_FRAMES))) == index + 1:
+            self._next_decode = index
+            frame = Frame(frozen(image), index, self._timestamp(index))
+            self._next_decode = index + 1
+            self._remember(frame)
+            return frame
+        log.debug("%s: seek to %d did not land there; stepping forward from the start", self.path, index)
+        if not self._rescan_to(index):
+            return None
+        return self._decode_next()
+
+    def _load(self, index: int) -> Frame | None:
+        frame = self._history.get(index)
+        if frame is not None:
+            self._history.move_to_end(index)
+            return frame
+        if index == self._next_decode:
+            frame = self._decode_next()
+        else:
+            frame = self._seek_capture(index)
+        if frame is not None:
+            return frame
+        return self._end_reached(self._next_decode)
+
+    def _end_reached(self, readable: int) -> None:
+        """The file ends after ``readable`` frames: correct the count; raise if it was truncated."""
+        declared = self._declared
+        self._count = readable
+        if (
+            self.truncated_at is None
+            and declared is not None
+            and readable < declared - _count_tolerance(declared)
+        ):
+            self.truncated_at = readable
+            raise TruncatedVideoError(self.path, readable, declared)
+        return None
+
+    def _release(self) -> None:
+        self._capture.release()
+        self._history.clear()

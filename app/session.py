@@ -81,6 +81,12 @@ class TrackingSession:
         self.stop_recording()
         self.pipeline.close()
 
+    def __enter__(self) -> "TrackingSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _record(self, image: np.ndarray, result: FrameResult) -> None:
         targets = self._targets
         if targets.video is not None and self._video is None:

@@ -2,6 +2,8 @@
 
 - ``mediapipe68``: MediaPipe Face Mesh mapped to 68 points (``models.mediapipe68``),
   available when mediapipe imports.
+- ``dlib68``: dlib's 68-point shape predictor, the peer we compare with, available when
+  the ``peers`` extra (dlib, face_recognition_models) is installed.
 - Our networks (``mnv2_sdd``, ``r18_ffld``, or any other ``assets/<name>.json``): available
   when the manifest and the ONNX file it names are in ``assets/``.
 
@@ -20,6 +22,7 @@ from models.manifest import ManifestError, load_manifest
 
 ASSETS_DIR = PROJECT_ROOT / "assets"
 MEDIAPIPE68 = "mediapipe68"
+DLIB68 = "dlib68"
 NETWORK_NAMES = ("mnv2_sdd", "r18_ffld")  # trained here; shipped once exported into assets/
 
 
@@ -32,6 +35,20 @@ def _mediapipe_available() -> bool:
     from models.mediapipe68 import mediapipe_available
 
     return mediapipe_available()
+
+
+@lru_cache(maxsize=1)
+def _dlib_available() -> bool:
+    import importlib.util
+
+    from models.dlib68 import default_weights
+
+    if importlib.util.find_spec("dlib") is None:
+        return False
+    try:
+        return default_weights().is_file()
+    except ModelFileError:
+        return False
 
 
 def _manifest_paths(assets_dir: Path) -> dict[str, Path]:
@@ -49,11 +66,12 @@ def _installed(path: Path) -> bool:
 
 
 def available_models(assets_dir: str | Path | None = None) -> list[str]:
-    """Names ``load_landmark_model`` can load here: mediapipe68 first (if mediapipe imports),
-    then every valid manifest in ``assets_dir`` whose ONNX file is present, by name."""
+    """Names ``load_landmark_model`` can load here: our networks whose manifest and ONNX file
+    are in ``assets_dir`` (by name), then mediapipe68 and dlib68 where their packages import."""
     assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-    names = [MEDIAPIPE68] if _mediapipe_available() else []
-    return names + [name for name, path in _manifest_paths(assets).items() if _installed(path)]
+    names = [name for name, path in _manifest_paths(assets).items() if _installed(path)]
+    names += [MEDIAPIPE68] if _mediapipe_available() else []
+    return names + ([DLIB68] if _dlib_available() else [])
 
 
 def load_landmark_model(
@@ -82,6 +100,10 @@ def load_landmark_model(
         if backend not in ("auto", None, "mediapipe") and on_message is not None:
             on_message(f"{MEDIAPIPE68} runs on MediaPipe's own CPU engine; backend {backend!r} does not apply")
         return MediaPipe68()
+    if name == DLIB68:
+        from models.dlib68 import Dlib68Model
+
+        return Dlib68Model()
     manifests = _manifest_paths(assets)
     if name in manifests:
         from models.onnx_landmarks import OnnxLandmarkModel

@@ -448,12 +448,12 @@ def test_template_mismatch_is_refused(tmp_path):
 
 
 def test_registry_lists_installed_models(tmp_path):
-    assert available_models(tmp_path) == ["mediapipe68"]
+    assert available_models(tmp_path) == ["mediapipe68", "dlib68"]  # dlib68: the peers extra is installed
     coords_graph(BASE, tmp_path / "mnv2_sdd.onnx")
     write_json(tmp_path, "mnv2_sdd", manifest_json("mnv2_sdd", "coords"))
     write_json(tmp_path, "r18_ffld", manifest_json("r18_ffld", "coords"))  # ONNX file missing
     (tmp_path / "junk.json").write_text("[]")
-    assert available_models(tmp_path) == ["mediapipe68", "mnv2_sdd"]
+    assert available_models(tmp_path) == ["mnv2_sdd", "mediapipe68", "dlib68"]
     messages = []
     with load_landmark_model("mnv2_sdd", backend="ort-cpu", on_message=messages.append, assets_dir=tmp_path) as model:
         assert isinstance(model, OnnxLandmarkModel) and model.backend == "ort-cpu"

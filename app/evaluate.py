@@ -1,0 +1,373 @@
+"""``python -m app evaluate``: landmark accuracy on annotated stills (NME, AUC, FR, CED).
+
+Every model named is measured on the same faces in the same run, one summary line each::
+
+    model=NAME dataset=DIR mode=MODE n=N NME_io=X.XX% NME_ip=X.XX% AUC@0.08=X.XXX FR@0.08=X.XX%
+
+Modes:
+
+* ``gt5``: each face is aligned from the five keypoints derived from its ground truth.
+* ``detector``: the pipeline's path on a still: the detector runs on the image, the
+  detection whose box centre is nearest the centre of the ground-truth landmark box
+  (among those whose centre lies inside that box) is the face, it is aligned from the
+  detector's keypoints and the model runs on the crop. No detection there is a miss.
+  Tracking is not involved: the stills are unrelated images.
+* ``own``: models that bring their own detector (``dlib68``: dlib's HOG detector on the
+  full image, the classic way) use it, matched to the ground truth the same way.
+
+Misses are never dropped: their count is printed, NME is the mean over the found faces,
+and every miss counts as a failure in FR and as error infinity in the CED and AUC.
+AUC, FR and the CED use NME_io. ``n`` counts the faces evaluated, misses included; an
+annotation that cannot be read is reported by name, skipped and counted.
+
+Writes ``<out>/<dataset>_<mode>_errors.csv`` (file, model, NME_io, NME_ip, detected; NME
+as fractions, empty for a miss) and ``<out>/<dataset>_<mode>_ced.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from app.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme, plot_ced
+from models.detectors import DEFAULT_DETECTOR, FaceDetector
+from models.landmark_model import LandmarkModel
+
+MODES = ("gt5", "detector", "own")
+DEFAULT_OUT = Path("out/eval")
+DLIB68 = "dlib68"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One face, one model. A miss has ``detected`` False and both errors ``MISS`` (inf)."""
+
+    file: str
+    model: str
+    nme_io: float
+    nme_ip: float
+    detected: bool
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    model: str
+    dataset: str
+    mode: str
+    n: int  # faces evaluated, misses included
+    misses: int
+    nme_io: float  # mean over the found faces
+    nme_ip: float
+    auc: float  # of NME_io, misses included
+    fr: float  # of NME_io, misses included
+    threshold: float
+    skipped: tuple[str, ...]  # "file: reason" for annotations that could not be used
+    results: tuple[ImageResult, ...]
+    detector: str | None = None
+
+    @property
+    def found(self) -> int:
+        return self.n - self.misses
+
+    def line(self) -> str:
+        thr = f"{self.threshold:g}"
+        return (
+            f"model={self.model} dataset={self.dataset} mode={self.mode} n={self.n} "
+            f"NME_io={100 * self.nme_io:.2f}% NME_ip={100 * self.nme_ip:.2f}% "
+            f"AUC@{thr}={self.auc:.3f} FR@{thr}={100 * self.fr:.2f}%"
+        )
+
+
+def match_face(boxes: np.ndarray, gt: np.ndarray) -> int | None:
+    """Index of the box whose centre is nearest the centre of the ground-truth landmark box,
+    among the boxes whose centre lies inside it; None when there is none (a miss)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return None
+    lo, hi = gt.min(axis=0), gt.max(axis=0)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    inside = np.all((centres >= lo) & (centres <= hi), axis=1)
+    if not inside.any():
+        return None
+    distance = np.linalg.norm(centres - (lo + hi) / 2, axis=1)
+    distance[~inside] = np.inf
+    return int(np.argmin(distance))
+
+
+def load_model(name: str, backend: str = "auto", on_message: Callable[[str], None] | None = None) -> LandmarkModel:
+    from models.registry import load_landmark_model
+
+    return load_landmark_model(name, backend=backend, on_message=on_message)
+
+
+def _predict_gt5(model: LandmarkModel, image: np.ndarray, gt: np.ndarray, crops: dict) -> np.ndarray:
+    from models.align import align_from_landmarks
+
+    if model.input_size not in crops:
+        crops[model.input_size] = align_from_landmarks(image, gt, model.input_size)
+    return model.predict([crops[model.input_size]])[0].points
+
+
+def _predict_detection(model: LandmarkModel, image: np.ndarray, detection, crops: dict) -> np.ndarray:
+    from models.align import align
+
+    if model.input_size not in crops:
+        crops[model.input_size] = align(image, detection.keypoints, detection.keypoint_mask, model.input_size)
+    return model.predict([crops[model.input_size]])[0].points
+
+
+def _predict_own(model: LandmarkModel, image: np.ndarray, gt: np.ndarray) -> np.ndarray | None:
+    faces = model.detect_and_predict(image)
+    k = match_face(np.array([box for box, _ in faces]), gt)
+    return None if k is None else faces[k][1].points
+
+
+def _result(file: str, model: str, pred: np.ndarray | None, gt: np.ndarray) -> ImageResult:
+    if pred is None:
+        return ImageResult(file, model, MISS, MISS, detected=False)
+    return ImageResult(file, model, nme(pred, gt, "io"), nme(pred, gt, "ip"), detected=True)
+
+
+def evaluate(
+    models: Sequence[LandmarkModel | str],
+    dataset: str | Path,
+    mode: str = "gt5",
+    detector: FaceDetector | str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    limit: int | None = None,
+    progress: bool = False,
+    dataset_label: str | None = None,
+) -> list[EvaluationSummary]:
+    """Measure each model on the annotated stills of ``dataset``, all on the same faces.
+
+    ``models`` are loaded models or names (loaded here and closed afterwards); ``dataset``
+    is a folder or a name under the data root (``300w/helen_test``); ``detector`` (an
+    instance or a name) is needed in ``detector`` mode; ``limit`` takes the first N images
+    by name. Raises FileNotFoundError for a missing or empty dataset, ValueError for a bad
+    mode or model list.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(MODES)}")
+    with contextlib.ExitStack() as owned:
+        loaded = []
+        for model in models:
+            if isinstance(model, str):
+                model = owned.enter_context(load_model(model))
+            loaded.append(model)
+        if isinstance(detector, str) and mode == "detector":
+            from models.detectors import create_detector
+
+            detector = owned.enter_context(create_detector(detector))
+        return _evaluate(loaded, dataset, mode, detector, threshold, limit, progress, dataset_label)
+
+
+def _evaluate(
+    models: Sequence[LandmarkModel],
+    dataset: str | Path,
+    mode: str,
+    detector: FaceDetector | None,
+    threshold: float,
+    limit: int | None,
+    progress: bool,
+    dataset_label: str | None,
+) -> list[EvaluationSummary]:
+    import cv2
+    from tqdm import tqdm
+
+    from models.datasets import list_annotated, resolve_dataset
+    from models.pts import PtsFormatError
+
+    if mode == "detector" and detector is None:
+        raise ValueError("detector mode needs a face detector")
+    if mode == "own":
+        lacking = [m.name for m in models if not hasattr(m, "detect_and_predict")]
+        if lacking:
+            raise ValueError(f"mode 'own' needs models with their own face detector ({DLIB68}); not: {', '.join(lacking)}")
+    if not models:
+        raise ValueError("no landmark model to evaluate")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each model can be evaluated once per run: {', '.join(names)}")
+    folder = resolve_dataset(dataset)
+    items = list_annotated(folder)
+    if not items:
+        raise FileNotFoundError(f"no annotated images (image + .pts) in {folder}")
+    items = items[:limit] if limit is not None else items
+
+    results: dict[str, list[ImageResult]] = {name: [] for name in names}
+    skipped: list[str] = []
+    for item in tqdm(items, desc=f"evaluate {mode}", unit="img", disable=not progress, file=sys.stderr):
+        file = item.image_path.name
+        try:
+            gt = item.load_points()
+        except PtsFormatError as exc:
+            skipped.append(f"{item.pts_path.name}: {exc}")
+            continue
+        image = cv2.imread(str(item.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            skipped.append(f"{file}: unreadable image")
+            continue
+        crops: dict = {}
+        if mode == "gt5":
+            preds = {m.name: _predict_gt5(m, image, gt, crops) for m in models}
+        elif mode == "detector":
+            detections = detector.detect(image)
+            k = match_face(np.array([d.box for d in detections]), gt)
+            preds = {
+                m.name: None if k is None else _predict_detection(m, image, detections[k], crops) for m in models
+            }
+        else:
+            preds = {m.name: _predict_own(m, image, gt) for m in models}
+        for name, pred in preds.items():
+            results[name].append(_result(file, name, pred, gt))
+
+    label = dataset_label if dataset_label is not None else str(dataset)
+    summaries = []
+    for name in names:
+        rows = results[name]
+        if not rows:
+            raise ValueError(f"no usable annotations in {folder}: {len(skipped)} skipped")
+        io = np.array([r.nme_io for r in rows])
+        ip = np.array([r.nme_ip for r in rows])
+        summaries.append(
+            EvaluationSummary(
+                model=name,
+                dataset=label,
+                mode=mode,
+                n=len(rows),
+                misses=int(sum(not r.detected for r in rows)),
+                nme_io=mean_nme(io),
+                nme_ip=mean_nme(ip),
+                auc=auc(io, threshold),
+                fr=failure_rate(io, threshold),
+                threshold=threshold,
+                skipped=tuple(skipped),
+                results=tuple(rows),
+                detector=getattr(detector, "name", None) if mode == "detector" else None,
+            )
+        )
+    return summaries
+
+
+def output_paths(out_dir: str | Path, dataset: str | Path, mode: str) -> tuple[Path, Path]:
+    """The CSV and PNG paths: ``<out>/<dataset folder name>_<mode>_errors.csv`` and ``..._ced.png``."""
+    stem = f"{Path(dataset).name}_{mode}"
+    out = Path(out_dir)
+    return out / f"{stem}_errors.csv", out / f"{stem}_ced.png"
+
+
+def write_outputs(summaries: Sequence[EvaluationSummary], out_dir: str | Path, dataset: str | Path) -> tuple[Path, Path]:
+    """Write the per-image CSV and the CED plot of one run; returns their paths."""
+    mode = summaries[0].mode
+    csv_path, png_path = output_paths(out_dir, dataset, mode)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["file", "model", "NME_io", "NME_ip", "detected"])
+        for summary in summaries:
+            for r in summary.results:
+                cells = [f"{r.nme_io:.6f}", f"{r.nme_ip:.6f}"] if r.detected else ["", ""]
+                writer.writerow([r.file, r.model, *cells, int(r.detected)])
+    how = mode if summaries[0].detector is None else f"{mode}, {summaries[0].detector}"
+    plot_ced(
+        {s.model: [r.nme_io for r in s.results] for s in summaries},
+        png_path,
+        threshold=summaries[0].threshold,
+        title=f"{Path(dataset).name} ({how})",
+    )
+    return csv_path, png_path
+
+
+def report_lines(summaries: Sequence[EvaluationSummary]) -> list[str]:
+    """The summary lines, then misses and skipped annotations."""
+    lines = [s.line() for s in summaries]
+    first = summaries[0]
+    if first.mode == "detector":
+        lines.append(
+            f"detector={first.detector} missed={first.misses} of {first.n} faces "
+            f"(each miss is a failure in FR and AUC; NME over the {first.found} found)"
+        )
+    elif first.mode == "own":
+        for s in summaries:
+            lines.append(
+                f"model={s.model} own detector missed={s.misses} of {s.n} faces "
+                f"(each miss is a failure in FR and AUC; NME over the {s.found} found)"
+            )
+    if first.skipped:
+        lines.append(f"skipped={len(first.skipped)} unusable annotation(s):")
+        lines.extend(f"  {reason}" for reason in first.skipped)
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True,
+        help=f"landmark model, or several separated by commas (e.g. mnv2_sdd,{DLIB68},mediapipe68)",
+    )
+    parser.add_argument("--dataset", required=True, help="folder of images + .pts, or a name under the data root")
+    parser.add_argument("--mode", choices=MODES, default="gt5",
+                        help="gt5: align from the ground truth's five points; detector: detect, align, model; "
+                             f"own: the model's own detector ({DLIB68} only). Default gt5")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"detector for --mode detector (default {DEFAULT_DETECTOR})")
+    parser.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
+    parser.add_argument("--backend", default="auto", help="engine for our networks: auto, tensorrt, ort-cuda, ort-cpu")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="AUC / FR threshold (default 0.08)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the CSV and CED plot (default {DEFAULT_OUT})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.datasets import list_annotated, resolve_dataset
+    from models.detectors import create_detector
+
+    try:
+        folder = resolve_dataset(args.dataset)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not list_annotated(folder):
+        print(f"error: no annotated images (image + .pts) in {folder}", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.model.split(",") if n.strip()]
+    if not names:
+        print("error: --model names no landmark model", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    if not (0 < args.threshold < math.inf):
+        print("error: --threshold must be a positive number", file=sys.stderr)
+        return 2
+
+    def message(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    models: list[LandmarkModel] = []
+    detector = None
+    try:
+        for name in names:
+            models.append(load_model(name, backend=args.backend, on_message=message))
+        if args.mode == "detector":
+            detector = create_detector(args.detector, args.detector_model)
+        summaries = evaluate(
+            models, folder, args.mode, detector=detector, threshold=args.threshold,
+            limit=args.limit, progress=True, dataset_label=args.dataset,
+        )
+    finally:
+        for model in models:
+            model.close()
+        if detector is not None:
+            detector.close()
+    for line in report_lines(summaries):
+        print(line)
+    csv_path, png_path = write_outputs(summaries, args.out, folder)
+    print(f"errors: {csv_path}")
+    print(f"ced: {png_path}")
+    return 0

@@ -1,0 +1,42 @@
+"""Face detectors behind one interface: ``create_detector(name, model_path=None, **options)``.
+
+``blazeface`` (default; MediaPipe, models inside the mediapipe wheel), ``retinaface``
+(RetinaFace MobileNet-0.25 ONNX file) and ``yunet`` (fixed-size YuNet ONNX file for
+``cv2.FaceDetectorYN``). The ONNX files are never part of the project: the caller names them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.detectors.base import FaceDetector, Letterbox
+
+DETECTOR_NAMES = ("blazeface", "retinaface", "yunet")
+DEFAULT_DETECTOR = "blazeface"
+# The shared test files (in ``models.datasets.detector_model_dir()``) each file-based detector was checked with.
+MODEL_FILES = {"retinaface": "retinaface_mbnet0.25.onnx", "yunet": "yunet_n_640_640.onnx"}
+
+
+def create_detector(name: str = DEFAULT_DETECTOR, model_path: str | Path | None = None, **options) -> FaceDetector:
+    """A ready detector. ``options`` go to its constructor (``score_threshold``, ...).
+
+    Raises ``ValueError`` for an unknown name, ``TypeError`` for an unknown option and
+    ``engines.base.ModelFileError`` (naming the file) for a missing or unusable model file.
+    """
+    if name == "blazeface":
+        if model_path is not None:
+            raise ValueError("blazeface uses the models inside the mediapipe package; it takes no model_path")
+        from models.detectors.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(**options)
+    if name == "retinaface":
+        from models.detectors.retinaface import RetinaFaceDetector
+
+        return RetinaFaceDetector(model_path, **options)
+    if name == "yunet":
+        from models.detectors.yunet import YuNetDetector
+
+        return YuNetDetector(model_path, **options)
+    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
+
+
+__all__ = ["DEFAULT_DETECTOR", "DETECTOR_NAMES", "MODEL_FILES", "FaceDetector", "Letterbox", "create_detector"]

@@ -1,0 +1,1 @@
+"""Widgets that only display what they are given."""

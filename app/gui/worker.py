@@ -1,0 +1,796 @@
+"""The worker thread: owns the frame source and the ``TrackingSession``; the window only paints.
+
+Requests from the GUI thread (open, play, step, seek, switch model / back-end /
+detector, options, overlay, record, snapshot) are queued under a lock and applied
+between frames; of several pending seeks only the latest is kept. Results leave as
+signals carrying immutable values (a ``FramePacket`` with an owned QImage copy).
+
+* Files and 300-VW clips are read frame by frame: none is skipped, whatever the
+  model costs; they play at the file's rate, or as fast as possible (``max_speed``).
+* Cameras are read by a ``LatestFrameGrabber``: stale frames are dropped.
+* At most ``max_in_flight`` frames wait for the window (it calls ``frame_shown``),
+  so latency stays bounded when painting is slower than processing.
+* Models and detectors load on a separate loader thread while the current ones
+  keep running; the swap happens between two frames. Loaded models are cached per
+  (name, back-end), so switching back is immediate.
+* One stop protocol: ``stop()`` sets the flag, wakes the thread and waits with a
+  timeout; the thread finishes any recording and closes everything on its way out.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+from PySide6.QtGui import QImage
+
+from app.gui.capture import LatestFrameGrabber
+from app.gui.model_cache import ModelCache, cache_key
+from app.gui.values import (
+    ClipAccuracy,
+    Environment,
+    FramePacket,
+    ModelInfo,
+    RecordingInfo,
+    SourceInfo,
+    SourceSpec,
+)
+from app.metrics import MISS, count_misses, mean_nme, nme
+from app.overlay import OverlayOptions
+from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions
+from app.recording import RecordingError
+from app.session import TrackingSession
+from app.sources import FrameSource, SourceError, TruncatedVideoError
+from app.types import Frame
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 2  # frames emitted but not yet shown by the window
+IDLE_WAIT_S = 0.5  # longest sleep when nothing is due (everything that matters wakes the thread)
+STATS_WINDOW = 60
+
+
+@dataclass(frozen=True)
+class _Request:
+    kind: str
+    value: object = None
+
+
+class _Load:
+    """A model or detector being made on the loader thread."""
+
+    def __init__(self, kind: str, key: tuple[str, str], future: Future, started: float) -> None:
+        self.kind = kind
+        self.key = key
+        self.future = future
+        self.started = started
+
+
+def display_size(image_size: tuple[int, int], area: tuple[int, int] | None) -> tuple[int, int]:
+    """The size (width, height) an image of ``image_size`` is shown at inside ``area``, aspect kept."""
+    width, height = image_size
+    if not area or area[0] <= 0 or area[1] <= 0:
+        return width, height
+    scale = min(area[0] / width, area[1] / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def to_qimage(image: np.ndarray, area: tuple[int, int] | None = None) -> QImage:
+    """An owned RGB32 QImage of a BGR uint8 frame, scaled here to fit ``area`` so the GUI thread only blits."""
+    height, width = image.shape[:2]
+    size = display_size((width, height), area)
+    if size != (width, height):
+        shrinking = size[0] < width
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    bgra = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+    return QImage(bgra.data, size[0], size[1], 4 * size[0], QImage.Format.Format_RGB32).copy()
+
+
+def best_match_nme(faces, ground_truth: np.ndarray) -> float:
+    """NME of the tracked face closest to the ground truth; ``MISS`` when no face was tracked."""
+    if not faces:
+        return MISS
+    errors = [float(np.linalg.norm(f.landmarks.points - ground_truth, axis=1).mean()) for f in faces]
+    best = faces[int(np.argmin(errors))]
+    return nme(best.landmarks.points, ground_truth)
+
+
+def open_frame_source(spec: SourceSpec) -> FrameSource:
+    """Open what the user chose; SourceError with the reason when it cannot be opened."""
+    from app.sources import CameraSource, Clip300VWSource, VideoFileSource, is_300vw_clip
+
+    if spec.kind == "camera":
+        width, height = spec.resolution or (None, None)
+        return CameraSource(spec.camera_index, width, height)
+    path = Path(spec.path).expanduser()
+    if spec.kind == "clip":
+        if not path.is_dir():
+            raise SourceError(f"cannot open 300-VW clip {path}: not a folder")
+        if not is_300vw_clip(path):
+            raise SourceError(
+                f"{path} is not a 300-VW clip: it needs an annot/ folder and vid.avi (or an imgs/ folder)"
+            )
+        return Clip300VWSource(path)
+    if spec.kind == "video":
+        return VideoFileSource(path)
+    raise ValueError(f"unknown source kind {spec.kind!r}")
+
+
+class TrackingWorker(QThread):
+    frame_ready = Signal(object)  # FramePacket
+    environment_ready = Signal(object)  # Environment
+    source_opened = Signal(object)  # SourceInfo
+    source_failed = Signal(object, str)  # SourceSpec, message
+    source_lost = Signal(str)  # the open source stopped working (camera unplugged)
+    playing_changed = Signal(bool)
+    model_loading = Signal(str, str)  # name, requested back-end
+    model_progress = Signal(float)  # 0..1, or -1 while the fraction is unknown
+    model_ready = Signal(object)  # ModelInfo
+    model_failed = Signal(str, str, str)  # name, requested back-end, message
+    detector_ready = Signal(str, str)  # name, model file
+    detector_failed = Signal(str, str, str)  # name, model file, message
+    recording_changed = Signal(object)  # RecordingInfo when started, None when stopped
+    snapshot_saved = Signal(str)
+    message = Signal(str, str)  # level ("info", "warning" or "error"), text
+
+    def __init__(
+        self,
+        model: str,
+        backend: str = "auto",
+        detector: str = "blazeface",
+        detector_file: str | None = None,
+        options: PipelineOptions | None = None,
+        overlay: OverlayOptions | None = None,
+        max_speed: bool = False,
+        assets_dir: str | Path | None = None,
+        max_in_flight: int | None = MAX_IN_FLIGHT,
+        parent=None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("TrackingWorker")
+        self._cond = threading.Condition()
+        self._requests: list[_Request] = []
+        self._wake_flag = False
+        self._stopping = False
+        self._in_flight = 0
+        self._display_area: tuple[int, int] | None = None
+        self.max_in_flight = max_in_flight
+        self.assets_dir = assets_dir
+
+        # Everything below is touched by the worker thread only (after start()).
+        self._wanted_model = (model, backend)
+        self._detector_choice = (detector, detector_file or "")
+        self._options = options or PipelineOptions()
+        self._overlay = overlay or OverlayOptions()
+        self._max_speed = max_speed
+        self._loader: ThreadPoolExecutor | None = None
+        self._model_load: _Load | None = None
+        self._detector_load: _Load | None = None
+        self._cache = ModelCache()
+        self._switch_requested = 0.0
+        self._model_key: tuple[str, str] | None = None
+        self._failed_models: set[tuple[str, str]] = set()
+        self._available: tuple[str, ...] = ()
+        self._detector = None
+        self._session: TrackingSession | None = None
+        self._source: FrameSource | None = None
+        self._spec: SourceSpec | None = None
+        self._grabber: LatestFrameGrabber | None = None
+        self._playing = False
+        self._show_next = False  # process one frame even when paused (after open, step, seek)
+        self._due = 0.0  # perf_counter time the next file frame is due when pacing
+        self._errors: dict[int, float] = {}
+        self._last_image: np.ndarray | None = None
+        self._switch_started: float | None = None
+        self._recording: RecordingInfo | None = None
+
+    # -- requests (any thread) ------------------------------------------------
+    def _request(self, kind: str, value: object = None) -> None:
+        with self._cond:
+            if kind == "seek":  # the latest seek wins
+                self._requests = [r for r in self._requests if r.kind != "seek"]
+            self._requests.append(_Request(kind, value))
+            self._wake_flag = True
+            self._cond.notify()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._wake_flag = True
+            self._cond.notify()
+
+    def open_source(self, spec: SourceSpec, play: bool = True) -> None:
+        self._request("open", (spec, play))
+
+    def play(self) -> None:
+        self._request("play", True)
+
+    def pause(self) -> None:
+        self._request("play", False)
+
+    def toggle_play(self) -> None:
+        self._request("toggle")
+
+    def step(self, delta: int) -> None:
+        """Pause and show the next (+1) or previous (-1) frame."""
+        self._request("step", delta)
+
+    def seek(self, index: int) -> None:
+        self._request("seek", int(index))
+
+    def set_model(self, name: str, backend: str = "auto") -> None:
+        self._request("model", (name, backend))
+
+    def set_detector(self, name: str, model_file: str | None = None) -> None:
+        self._request("detector", (name, model_file or ""))
+
+    def set_options(self, options: PipelineOptions) -> None:
+        self._request("options", options)
+
+    def set_overlay(self, overlay: OverlayOptions) -> None:
+        self._request("overlay", overlay)
+
+    def set_max_speed(self, enabled: bool) -> None:
+        self._request("max_speed", bool(enabled))
+
+    def start_recording(self, video: str | Path, landmarks: str | Path) -> None:
+        self._request("record", (str(video), str(landmarks)))
+
+    def stop_recording(self) -> None:
+        self._request("record", None)
+
+    def snapshot(self, path: str | Path) -> None:
+        self._request("snapshot", str(path))
+
+    def refresh_environment(self) -> None:
+        self._request("environment")
+
+    def set_display_area(self, width: int, height: int) -> None:
+        """The view's size in device pixels: frames are scaled to fit it in this thread."""
+        with self._cond:
+            self._display_area = (int(width), int(height)) if width > 0 and height > 0 else None
+
+    def frame_shown(self) -> None:
+        """The window took a frame: room for the next one."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._wake_flag = True
+            self._cond.notify()
+
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        """Ask the thread to finish (closing recordings cleanly) and wait for it. True when it ended."""
+        with self._cond:
+            self._stopping = True
+            self._wake_flag = True
+            self._cond.notify()
+        if not self.isRunning():
+            return True
+        finished = self.wait(timeout_ms)
+        if not finished:
+            log.error("the tracking worker did not stop within %d ms", timeout_ms)
+        return finished
+
+    # -- the loop (worker thread) ---------------------------------------------
+    def run(self) -> None:
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        try:
+            self._probe_environment()
+            self._start_detector_load(*self._detector_choice)
+            self._update_model_load()
+            while True:
+                with self._cond:
+                    if self._stopping:
+                        break
+                    requests, self._requests = self._requests, []
+                for request in requests:
+                    self._guarded(self._apply, request)
+                self._guarded(self._collect_loads)
+                delay = self._next_frame_delay()
+                if delay == 0.0:
+                    self._guarded(self._process_next)
+                    continue
+                with self._cond:
+                    if not self._wake_flag and not self._requests and not self._stopping:
+                        self._cond.wait(IDLE_WAIT_S if delay is None else min(delay, IDLE_WAIT_S))
+                    self._wake_flag = False
+        except Exception as error:  # the thread must never die silently: say so, then clean up
+            log.exception("tracking worker failed")
+            self.message.emit("error", f"Tracking stopped after an unexpected error: {error}")
+        finally:
+            self._shutdown()
+
+    def _guarded(self, step, *args) -> None:
+        """Run one step of the loop; an unexpected error pauses playback and is reported, the thread goes on."""
+        try:
+            step(*args)
+        except Exception as error:
+            log.exception("tracking worker step %s failed", getattr(step, "__name__", step))
+            self.message.emit("error", f"{type(error).__name__}: {error} (playback paused)")
+            self._show_next = False
+            self._set_playing(False)
+
+    def _shutdown(self) -> None:
+        if self._session is not None:
+            self._finish_recording()
+        self._close_source()
+        loader = self._loader
+        for load in (self._model_load, self._detector_load):
+            if load is not None:
+                load.future.add_done_callback(_close_result)
+        if loader is not None:
+            loader.shutdown(wait=False, cancel_futures=True)
+        self._cache.close_all()
+        if self._detector is not None:
+            self._detector.close()
+        self._session = None
+
+    def _apply(self, request: _Request) -> None:
+        kind, value = request.kind, request.value
+        if kind == "open":
+            self._open(*value)
+        elif kind == "play":
+            self._set_playing(bool(value))
+        elif kind == "toggle":
+            self._set_playing(not self._playing)
+        elif kind == "step":
+            self._step(int(value))
+        elif kind == "seek":
+            self._seek(int(value))
+        elif kind == "model":
+            self._wanted_model = value
+            self._switch_requested = time.perf_counter()
+            self._update_model_load()
+        elif kind == "detector":
+            self._start_detector_load(*value)
+        elif kind == "options":
+            self._options = value
+            if self._session is not None:
+                self._session.pipeline.set_options(value)
+        elif kind == "overlay":
+            self._overlay = value
+            if self._session is not None:
+                self._session.overlay = value
+        elif kind == "max_speed":
+            self._max_speed = bool(value)
+        elif kind == "record":
+            self._start_recording(*value) if value else self._finish_recording()
+        elif kind == "snapshot":
+            self._snapshot(str(value))
+        elif kind == "environment":
+            self._probe_environment()
+
+    # -- environment ----------------------------------------------------------
+    def _probe_environment(self) -> None:
+        """Models, back-ends and cameras present. Imports mediapipe / onnxruntime: done here, not in the GUI."""
+        import engines
+        from app.sources import list_cameras
+        from models.registry import available_models
+
+        try:
+            self._available = tuple(available_models(self.assets_dir))
+        except Exception as error:
+            self._available = ()
+            self.message.emit("error", f"Could not list the landmark models: {error}")
+        try:
+            backends = {backend.value: reason for backend, reason in engines.backend_availability().items()}
+        except Exception as error:
+            backends = {}
+            self.message.emit("error", f"Could not check the inference back-ends: {error}")
+        try:
+            cameras = tuple(camera.index for camera in list_cameras())
+        except Exception as error:
+            cameras = ()
+            self.message.emit("warning", f"Could not list the cameras: {error}")
+        self.environment_ready.emit(Environment(self._available, backends, cameras))
+
+    # -- sources --------------------------------------------------------------
+    def _open(self, spec: SourceSpec, play: bool) -> None:
+        try:
+            source = open_frame_source(spec)
+        except (SourceError, OSError) as error:
+            self.source_failed.emit(spec, str(error))
+            self.message.emit("error", str(error))
+            return
+        if self._recording is not None:
+            self._finish_recording()
+        self._close_source()
+        self._source, self._spec = source, spec
+        if source.is_live:
+            self._grabber = LatestFrameGrabber(source, self._wake)
+        if self._session is not None:
+            self._session.pipeline.reset()
+            self._session.stats.reset()
+        self._errors = {}
+        self._last_image = None
+        size = getattr(source, "frame_size", None) or (0, 0)
+        self.source_opened.emit(
+            SourceInfo(spec, source.frame_count, source.fps, size[0], size[1], has_ground_truth=spec.kind == "clip")
+        )
+        for problem in getattr(source, "annotation_problems", [])[:1]:
+            count = len(source.annotation_problems)
+            more = f" (and {count - 1} more)" if count > 1 else ""
+            self.message.emit("warning", f"Ground truth: {problem}{more}")
+        self._show_next = True
+        self._due = time.perf_counter()
+        self._set_playing(play, force_signal=True)
+
+    def _close_source(self) -> None:
+        if self._grabber is not None:
+            self._grabber.stop()  # the capture thread closes the camera
+        elif self._source is not None:
+            self._source.close()
+        self._grabber = None
+        self._source = None
+        self._spec = None
+
+    def _lose_source(self, error: Exception) -> None:
+        """The source failed mid-stream: finish the recording, close it, tell the window."""
+        self.message.emit("error", f"{error}")
+        if self._recording is not None:
+            self._finish_recording()
+        self._close_source()
+        self._set_playing(False)
+        self.source_lost.emit(str(error))
+
+    def _set_playing(self, playing: bool, force_signal: bool = False) -> None:
+        if playing and self._source is None:
+            playing = False
+        if playing and not self._playing and self._source is not None and not self._source.is_live:
+            count = self._source.frame_count
+            if count and self._source.position >= count:  # play at the end starts over
+                self._source.seek(0)
+                self._reset_tracking()
+                self._show_next = False
+        changed = playing != self._playing
+        if changed and playing and self._grabber is not None:
+            self._grabber.reset_dropped()  # count what is dropped while playing, not while paused
+        self._playing = playing
+        self._due = time.perf_counter()
+        if changed or force_signal:
+            self.playing_changed.emit(playing)
+
+    def _reset_tracking(self) -> None:
+        if self._session is not None:
+            self._session.pipeline.reset()
+
+    def _step(self, delta: int) -> None:
+        if self._source is None:
+            return
+        self._set_playing(False)
+        if delta >= 0 or self._source.is_live:
+            self._show_next = True
+            return
+        current = self._source.current_index
+        if current is None or current == 0:
+            return
+        self._source.seek(current - 1)
+        self._reset_tracking()
+        self._show_next = True
+
+    def _seek(self, index: int) -> None:
+        if self._source is None or not self._source.seekable:
+            return
+        count = self._source.frame_count
+        index = max(0, min(index, count - 1)) if count else max(0, index)
+        try:
+            self._source.seek(index)
+        except (IndexError, SourceError) as error:
+            self.message.emit("warning", str(error))
+            return
+        self._reset_tracking()
+        self._show_next = True
+        self._due = time.perf_counter()
+
+    # -- loading models and detectors ------------------------------------------
+    def _start_detector_load(self, name: str, model_file: str) -> None:
+        from models.detectors import create_detector
+
+        self._detector_choice = (name, model_file)
+        if self._detector_load is not None:  # superseded: close it when it arrives
+            self._detector_load.future.add_done_callback(_close_result)
+        future = self._loader.submit(create_detector, name, model_file or None)
+        future.add_done_callback(lambda _: self._wake())
+        self._detector_load = _Load("detector", (name, model_file), future, time.perf_counter())
+
+    def _update_model_load(self) -> None:
+        """Swap in the wanted model if it is cached, else start loading it (unless a load is running)."""
+        name, backend = self._wanted_model
+        key = cache_key(name, backend)
+        if key == self._model_key:
+            return
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._use_model(cached, name, backend, 0.0, cached=True)
+            return
+        if self._model_load is not None:
+            return  # picked up when the running load finishes
+        self.model_loading.emit(name, backend)
+        future = self._loader.submit(self._load_model, name, backend)
+        future.add_done_callback(lambda _: self._wake())
+        self._model_load = _Load("model", (name, backend), future, time.perf_counter())
+
+    def _load_model(self, name: str, backend: str):
+        """Runs on the loader thread."""
+        from models.registry import load_landmark_model
+
+        def on_message(text: str) -> None:
+            self.message.emit("info", text)
+
+        def on_progress(*args) -> bool:
+            # (fraction) or (phase, done, total); returning False cancels a TensorRT build on exit.
+            if len(args) == 1:
+                fraction = float(args[0])
+            else:
+                done, total = args[-2], args[-1]
+                fraction = float(done) / float(total) if total else -1.0
+            self.model_progress.emit(fraction)
+            return not self._stopping
+
+        return load_landmark_model(
+            name, backend=backend, on_message=on_message, on_progress=on_progress, assets_dir=self.assets_dir
+        )
+
+    def _collect_loads(self) -> None:
+        load = self._detector_load
+        if load is not None and load.future.done():
+            self._detector_load = None
+            self._finish_detector_load(load)
+        load = self._model_load
+        if load is not None and load.future.done():
+            self._model_load = None
+            self._finish_model_load(load)
+            self._update_model_load()
+
+    def _finish_detector_load(self, load: _Load) -> None:
+        name, model_file = load.key
+        try:
+            detector = load.future.result()
+        except Exception as error:
+            message = f"Detector {name} could not be loaded: {error}"
+            self.message.emit("error", message + self._keeping("detector"))
+            self.detector_failed.emit(name, model_file, str(error))
+            if self._detector is None and self._detector_load is None and name != DEFAULT_DETECTOR:
+                self.message.emit("warning", f"Falling back to the {DEFAULT_DETECTOR} detector")
+                self._start_detector_load(DEFAULT_DETECTOR, "")
+            return
+        previous, self._detector = self._detector, detector
+        if self._session is not None:
+            self._session.pipeline.set_detector(detector)
+        if previous is not None:
+            previous.close()
+        self._build_session()
+        self.detector_ready.emit(name, model_file)
+
+    def _finish_model_load(self, load: _Load) -> None:
+        name, backend = load.key
+        key = cache_key(name, backend)
+        try:
+            model = load.future.result()
+        except Exception as error:
+            self._failed_models.add(key)
+            self.model_failed.emit(name, backend, str(error))
+            self.message.emit("error", f"Model {name} failed to load: {error}{self._keeping('model')}")
+            self._fall_back_model()
+            return
+        current = self._session.pipeline.model if self._session is not None else None
+        self._cache.put(key, model, in_use=current)
+        if cache_key(*self._wanted_model) == key:
+            self._use_model(model, name, backend, time.perf_counter() - load.started, cached=False)
+
+    def _keeping(self, what: str) -> str:
+        if what == "model" and self._model_key is not None:
+            return f"; still running {self._model_key[0]}"
+        if what == "detector" and self._detector is not None:
+            return "; keeping the previous detector"
+        return ""
+
+    def _fall_back_model(self) -> None:
+        """After a failed load: keep the running model, or try another available one."""
+        if self._model_key is not None:
+            name = self._model_key[0]
+            backend = self._wanted_model[1] if self._wanted_model[0] == name else "auto"
+            self._wanted_model = (name, backend)
+            running = self._session.pipeline.model
+            self.model_ready.emit(ModelInfo(name, running.backend, backend, 0.0, cached=True))
+            return
+        for name in self._available:
+            if not any(key[0] == name for key in self._failed_models):
+                self.message.emit("warning", f"Falling back to model {name}")
+                self._wanted_model = (name, "auto")
+                return
+        self.message.emit("error", "No landmark model could be loaded: the video is shown without tracking")
+
+    def _use_model(self, model, name: str, backend: str, seconds: float, cached: bool) -> None:
+        if self._session is not None:
+            self._session.pipeline.set_model(model)  # the previous model stays in the cache
+            self._switch_started = self._switch_requested
+        self._model_key = cache_key(name, backend)
+        self._build_session()
+        self.model_ready.emit(ModelInfo(name, model.backend, backend, seconds, cached))
+
+    def _build_session(self) -> None:
+        if self._session is not None or self._detector is None or self._model_key is None:
+            return
+        model = self._cache.get(self._model_key)
+        if model is None:
+            return
+        self._session = TrackingSession(Pipeline(self._detector, model, self._options), self._overlay, STATS_WINDOW)
+
+    # -- frames -----------------------------------------------------------------
+    def _loading_first_model(self) -> bool:
+        return self._session is None and (self._model_load is not None or self._detector_load is not None)
+
+    def _next_frame_delay(self) -> float | None:
+        """0 to process a frame now, seconds to wait for the next one, None when nothing is due."""
+        if self._source is None:
+            return None
+        with self._cond:
+            if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
+                return None  # frame_shown() wakes us
+        if self._loading_first_model() and not self._source.is_live:
+            return None  # files wait for the model: no frame goes by untracked
+        if self._grabber is not None:  # live: whenever a new frame has arrived (the grabber wakes us)
+            return 0.0 if (self._playing or self._show_next) and self._grabber.has_frame() else None
+        if self._show_next:
+            return 0.0
+        if not self._playing:
+            return None
+        if self._max_speed:
+            return 0.0
+        return max(0.0, self._due - time.perf_counter()) or 0.0
+
+    def _read(self) -> tuple[Frame, float] | None:
+        if self._grabber is not None:
+            return self._grabber.take()
+        frame = self._source.read()
+        return (frame, time.perf_counter()) if frame is not None else None
+
+    def _process_next(self) -> None:
+        try:
+            item = self._read()
+        except TruncatedVideoError as error:
+            self.message.emit("warning", str(error))
+            item = None
+        except SourceError as error:
+            self._show_next = False
+            self._lose_source(error)
+            return
+        if item is None:
+            if self._grabber is None:
+                self._show_next = False
+                self._end_of_source()
+            return
+        self._show_next = False
+        frame, read_time = item
+        if not self._source.is_live:
+            period = 1.0 / (self._source.fps or 30.0)
+            self._due = max(self._due + period, time.perf_counter() - period)
+        self._emit(frame, read_time)
+
+    def _end_of_source(self) -> None:
+        if self._playing:
+            self._set_playing(False)
+            self.message.emit("info", f"End of {self._source.name}")
+
+    def _emit(self, frame: Frame, read_time: float) -> None:
+        session = self._session
+        accuracy = None
+        switch_ms = None
+        if session is not None:
+            try:
+                rendered = session.handle(frame)
+            except RecordingError as error:  # e.g. the disk is full: stop recording, keep tracking
+                self.message.emit("error", f"Recording stopped: {error}")
+                self._finish_recording()
+                return
+            image, faces, stats = rendered.image, rendered.result.faces, rendered.stats
+            if frame.ground_truth is not None:
+                self._errors[frame.index] = best_match_nme(faces, frame.ground_truth)
+            if self._errors or frame.ground_truth is not None:
+                errors = list(self._errors.values())
+                accuracy = ClipAccuracy(
+                    self._errors.get(frame.index) if frame.ground_truth is not None else None,
+                    mean_nme(errors),
+                    len(errors),
+                    count_misses(errors),
+                )
+            if self._switch_started is not None:
+                switch_ms = (time.perf_counter() - self._switch_started) * 1000.0
+                self._switch_started = None
+            model, backend = self._model_key[0], session.pipeline.model.backend
+            fps, latency = stats.fps, stats.total_median_ms
+            stage_ms = {name: value for name, value in stats.median_ms.items() if value is not None}
+            if self._recording is not None:
+                self._recording = RecordingInfo(self._recording.video, self._recording.landmarks,
+                                                session.recorded_frames)
+        else:
+            image, faces, model, backend, fps, latency, stage_ms = frame.image, (), "", "", None, None, {}
+        self._last_image = image
+        with self._cond:
+            area = self._display_area
+        packet = FramePacket(
+            image=to_qimage(image, area),
+            index=frame.index,
+            frame_count=self._source.frame_count,
+            timestamp=frame.timestamp,
+            read_time=read_time,
+            faces=len(faces),
+            tracked=session is not None,
+            model=model,
+            backend=backend,
+            fps=fps,
+            latency_ms=latency,
+            dropped_frames=self._grabber.dropped if self._grabber is not None else 0,
+            accuracy=accuracy,
+            recording=self._recording,
+            model_switch_ms=switch_ms,
+            stage_ms=stage_ms,
+        )
+        with self._cond:
+            self._in_flight += 1
+        self.frame_ready.emit(packet)
+
+    # -- recording and snapshots -----------------------------------------------------
+    def _start_recording(self, video: str, landmarks: str) -> None:
+        if self._session is None:
+            self.message.emit("error", "Cannot record yet: no landmark model is loaded")
+            self.recording_changed.emit(None)
+            return
+        if self._source is None:
+            self.message.emit("error", "Cannot record: no source is open")
+            self.recording_changed.emit(None)
+            return
+        try:
+            for path in (video, landmarks):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._session.start_recording(video, landmarks, fps=self._source.fps or 30.0)
+        except (OSError, ValueError, RuntimeError) as error:
+            self.message.emit("error", f"Cannot record: {error}")
+            self.recording_changed.emit(None)
+            return
+        self._recording = RecordingInfo(video, landmarks, 0)
+        self.recording_changed.emit(self._recording)
+
+    def _finish_recording(self) -> None:
+        info = self._recording
+        if self._session is not None:
+            try:
+                self._session.stop_recording()
+            except (OSError, RuntimeError) as error:
+                self.message.emit("error", f"Finishing the recording failed: {error}")
+        if info is None:
+            return
+        frames = self._session.recorded_frames if self._session is not None else info.frames
+        self._recording = None
+        self.recording_changed.emit(None)
+        self.message.emit("info", f"Saved recording {info.video} and {info.landmarks} ({frames} frames)")
+
+    def _snapshot(self, path: str) -> None:
+        if self._last_image is None:
+            self.message.emit("warning", "No frame to save yet")
+            return
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(path, self._last_image):
+                raise OSError(f"OpenCV could not write {path}")
+        except (OSError, cv2.error) as error:
+            self.message.emit("error", f"Snapshot failed: {error}")
+            return
+        self.snapshot_saved.emit(path)
+        self.message.emit("info", f"Saved snapshot {path}")
+
+
+def _close_result(future: Future) -> None:
+    """Close a model or detector that finished loading after the worker stopped."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    try:
+        future.result().close()
+    except Exception:
+        log.exception("closing a late-loaded model failed")
+

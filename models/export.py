@@ -1,0 +1,246 @@
+"""Export a trained checkpoint to ONNX + manifest for the app.
+
+``python -m models.export --model mnv2_sdd --checkpoint PATH --out assets/``
+writes ``OUT/mnv2_sdd.onnx`` (opset 17, dynamic batch) and ``OUT/mnv2_sdd.json``
+(``models.manifest`` schema), checks ONNX Runtime against torch on real aligned crops
+(prints the largest absolute difference) and, with ``--benchmark``, times batch-1 CPU
+inference. ``--in-graph-decode`` appends DARK decoding to the graph instead (outputs
+``coords`` in heatmap pixel-centre units and ``confidence``), for comparing with
+decoding on the host.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _in_graph_decoder(task):
+    """torch module: heatmaps -> (coords, confidence), the same DARK step as models.heatmap_decode."""
+    import torch
+    from torch import nn
+
+    from models.heatmap_decode import gaussian_kernel_1d
+
+    kernel = task.decode_kernel()
+
+    class DarkDecode(nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.tensor(gaussian_kernel_1d(kernel), dtype=torch.float32)
+            self.register_buffer("g2d", (g[:, None] * g[None, :]).view(1, 1, kernel, kernel))
+
+        def forward(self, hm):
+            n, k, h, w = hm.shape
+            flat = hm.reshape(n, k, h * w)
+            peak, idx = flat.max(dim=2)
+            px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
+            # blurred map one pixel beyond each border (zeros outside), as the host decoder sees it
+            smooth = nn.functional.conv2d(hm.reshape(n * k, 1, h, w), self.g2d, padding=kernel // 2 + 1)
+            logm = torch.log(torch.clamp(smooth, min=1e-10)).reshape(n, k, (h + 2) * (w + 2))
+
+            def at(dy, dx):
+                return torch.gather(logm, 2, ((py + 1 + dy) * (w + 2) + px + 1 + dx).unsqueeze(2)).squeeze(2)
+
+            c = at(0, 0)
+            dx = 0.5 * (at(0, 1) - at(0, -1))
+            dy = 0.5 * (at(1, 0) - at(-1, 0))
+            dxx = at(0, 1) - 2 * c + at(0, -1)
+            dyy = at(1, 0) - 2 * c + at(-1, 0)
+            dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+            det = dxx * dyy - dxy * dxy
+            ok = (dxx < 0) & (det > 1e-6)
+            safe = torch.where(ok, det, torch.ones_like(det))
+            ox = torch.where(ok, -(dyy * dx - dxy * dy) / safe, torch.zeros_like(det))
+            oy = torch.where(ok, -(dxx * dy - dxy * dx) / safe, torch.zeros_like(det))
+            ox = torch.where((px == 0) | (px == w - 1), torch.zeros_like(ox), ox)
+            oy = torch.where((py == 0) | (py == h - 1), torch.zeros_like(oy), oy)
+            coords = torch.stack([px.float() + ox.clamp(-1, 1), py.float() + oy.clamp(-1, 1)], dim=-1)
+            return coords, peak.clamp(0, 1)
+
+    return DarkDecode()
+
+
+def load_trained(model_name: str, checkpoint: Path):
+    import torch
+
+    from models.training.checkpoint import load_checkpoint
+    from models.training.tasks import build_task
+
+    state = load_checkpoint(checkpoint)
+    t = state["config"]["task"]
+    if t["model"] != model_name:
+        raise SystemExit(f"{checkpoint} holds a {t['model']!r} network, not {model_name!r}")
+    task = build_task(model_name, sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"])
+    model = task.build_model()
+    model.load_state_dict(state["model"])
+    model.eval()
+    torch.set_grad_enabled(False)
+    return task, model, state
+
+
+def sample_crops(task, count: int = 8) -> np.ndarray:
+    """Real aligned crops (first HELEN-train faces, run-time alignment) for the torch/ORT check."""
+    import cv2
+
+    from models.align import align_from_landmarks
+    from models.datasets import data_root, list_annotated
+
+    items = list_annotated(data_root() / "300w" / "helen_train")[:count]
+    return np.stack([align_from_landmarks(cv2.imread(str(i.image_path)), i.load_points(), task.input_size).image
+                     for i in items])
+
+
+def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
+    import torch
+
+    net = model
+    outputs = ["heatmaps"]
+    if in_graph_decode:
+        net = torch.nn.Sequential(model, _in_graph_decoder(task)).eval()
+        outputs = ["coords", "confidence"]
+    dummy = torch.zeros(1, 3, task.input_size, task.input_size)
+    # TorchScript-based exporter (dynamo=False): the torch.export-based one needs onnxscript,
+    # which is not a dependency here; this one handles these plain conv graphs exactly.
+    torch.onnx.export(net, (dummy,), str(path), opset_version=17, input_names=["input"], output_names=outputs,
+                      dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}, dynamo=False)
+    return outputs
+
+
+def ort_session(path: Path, threads: int = 2):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def benchmark(session, input_size: int, runs: int = 200, decode=None) -> dict:
+    x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size)).astype(np.float32)
+    for _ in range(10):
+        session.run(None, {"input": x})
+    times, cpu, decode_times = [], [], []
+    for _ in range(runs):
+        t, c = time.perf_counter(), time.process_time()
+        out = session.run(None, {"input": x})
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+        if decode is not None:
+            c = time.process_time()
+            decode(out[0])
+            decode_times.append(time.process_time() - c)
+    # CPU time per run: with one thread, what a run costs on an idle core even on a shared machine
+    result = {"median_ms": 1e3 * float(np.median(times)), "p10_ms": 1e3 * float(np.percentile(times, 10)),
+              "cpu_median_ms": 1e3 * float(np.median(cpu))}
+    if decode_times:
+        result["decode_cpu_median_ms"] = 1e3 * float(np.median(decode_times))
+    return result
+
+
+def _augment_text(augment: dict) -> str:
+    err = augment.get("keypoint_error", {})
+    source = err.get("source", err) if isinstance(err, dict) else err
+    rest = ", ".join(f"{k} {v}" for k, v in augment.items() if k != "keypoint_error")
+    from models.datasets import PROJECT_ROOT
+
+    source = str(source).replace(str(PROJECT_ROOT) + "/", "")
+    return f"detector-like keypoint jitter ({source}), {rest}"
+
+
+def main(argv=None) -> dict:
+    """Run the export; returns the figures it printed (max difference, size, timings)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=["mnv2_sdd"])
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output folder (assets/ for the shipped model)")
+    p.add_argument("--in-graph-decode", action="store_true", help="put DARK decoding inside the graph")
+    p.add_argument("--benchmark", action="store_true", help="time ORT CPU inference at batch 1")
+    p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the check and benchmark")
+    p.add_argument("--test-metrics", action="store_true",
+                   help="score the checkpoint on HELEN test (run-time alignment path) for the model card")
+    args = p.parse_args(argv)
+
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from models.manifest import DecodeOptions, ModelCard, ModelManifest, template_version, write_manifest
+
+    task, model, state = load_trained(args.model, args.checkpoint)
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / f"{args.model}.onnx"
+    outputs = export_onnx(model, task, onnx_path, args.in_graph_decode)
+    import onnx
+
+    onnx.checker.check_model(str(onnx_path))
+
+    crops = sample_crops(task)
+    x = task.to_input(crops)
+    session = ort_session(onnx_path, args.threads)
+    ort_out = session.run(None, {"input": x.numpy()})
+    if args.in_graph_decode:
+        from models.heatmap_decode import decode_heatmaps
+
+        coords, conf = decode_heatmaps(model(x).numpy(), "dark", task.decode_kernel())
+        diff = max(float(np.abs(ort_out[0] - coords).max()), float(np.abs(ort_out[1] - conf).max()))
+        print(f"max |ORT in-graph decode - torch + host decode|: {diff:.2e}")
+    else:
+        diff = float(np.abs(ort_out[0] - model(x).numpy()).max())
+        print(f"max |ORT - torch| on {len(crops)} real crops (batch {len(crops)}): {diff:.2e}")
+    size_mb = onnx_path.stat().st_size / 1e6
+    print(f"{onnx_path}: {size_mb:.1f} MB")
+    result = {"onnx": str(onnx_path), "max_abs_diff": diff, "size_mb": size_mb}
+
+    if args.benchmark:
+        from models.heatmap_decode import decode_heatmaps
+
+        decode = None if args.in_graph_decode else (lambda h: decode_heatmaps(h, "dark", task.decode_kernel()))
+        result["ort_cpu_batch1"] = benchmark(session, task.input_size, decode=decode)
+        print(json.dumps({"ort_cpu_batch1": result["ort_cpu_batch1"], "threads": args.threads,
+                          "load_average": os.getloadavg()}))
+
+    metrics = state.get("metrics", {})
+    val = metrics.get("val", {})
+    metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
+                   f"{100 * val['dark']['nme']:.2f}% (DARK), {100 * val['argmax']['nme']:.2f}% (argmax) "
+                   f"after epoch {state['epoch']}" if "dark" in val else "no validation metrics in the checkpoint")
+    if args.test_metrics:
+        from models.training.evaluate import evaluate_folder
+
+        test = evaluate_folder(model, task, "300w/helen_test")["dark"]
+        metric_text += (f"; 300-W HELEN test (330 faces, crops aligned from the five GT-derived keypoints) NME_io "
+                        f"{100 * test['nme']:.2f}%, median {100 * test['median']:.2f}%, failures >10% "
+                        f"{100 * test['fr10']:.1f}%")
+    cfg = state["config"]
+    tr, t = cfg["train"], cfg["task"]
+    manifest = ModelManifest(
+        name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
+        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
+        template_version=template_version(), heatmap_size=task.heatmap_size,
+        decode=DecodeOptions(method="dark", kernel=task.decode_kernel(), in_graph=args.in_graph_decode),
+        coords_unit="heatmap",
+        card=ModelCard(
+            training_data="300-W AFW + HELEN train (minus a 5% validation hold-out, seed 0) and ytf68 "
+                          "(YouTube Faces frames), crops aligned to the template from the five keypoints derived "
+                          "from the ground truth; HELEN test never used for training or selection",
+            recipe=(f"MobileNetV2 1.0 from scratch + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
+                    f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
+                    f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
+                    f"{tr['schedule']} schedule with {tr['warmup_epochs']} warm-up epochs, {state['epoch']}/"
+                    f"{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}"),
+            metrics=metric_text),
+    )
+    write_manifest(manifest, args.out / f"{args.model}.json")
+    print(f"wrote {onnx_path} and {args.out / (args.model + '.json')}")
+    result["manifest"] = str(args.out / f"{args.model}.json")
+    return result
+
+
+if __name__ == "__main__":
+    main()

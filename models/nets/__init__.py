@@ -1,0 +1,16 @@
+"""Landmark network definitions (torch; training and export only).
+
+``build_model(name)`` returns a fresh ``torch.nn.Module`` for a registered name.
+"""
+from __future__ import annotations
+
+MODEL_NAMES = ("mnv2_sdd",)
+
+
+def build_model(name: str, **kwargs):
+    """A new, randomly initialised network by registry name."""
+    if name == "mnv2_sdd":
+        from models.nets.mnv2_sdd import MobileNetV2SDD
+
+        return MobileNetV2SDD(**kwargs)
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")

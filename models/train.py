@@ -1,0 +1,97 @@
+"""Train a landmark network: ``python -m models.train --model mnv2_sdd --run NAME --epochs N ...``.
+
+Runs resume automatically: the same command continues from ``cache_dir()/train/NAME/last.pt``.
+``--evaluate CHECKPOINT`` scores a checkpoint on a folder (default: the 300-W HELEN test set)
+through the run-time alignment path instead of training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from models.training.augment import DETECTOR_ERROR_FILE
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, choices=["mnv2_sdd"])
+    p.add_argument("--run", help="run name (folder under cache_dir()/train)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--schedule", choices=["cosine", "onecycle"], default="cosine")
+    p.add_argument("--min-lr-ratio", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--threads", type=int, default=2, help="torch threads; 0 = auto (1 while the CPU is shared)")
+    p.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (short experiments)")
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--w300-repeat", type=int, default=2)
+    p.add_argument("--ytf-fraction", type=float, default=0.5)
+    g = p.add_argument_group("heatmap task")
+    g.add_argument("--sigma", type=float, default=1.5, help="target Gaussian sigma, heatmap pixels")
+    g.add_argument("--loss", choices=["mse", "wmse", "awing"], default="awing")
+    g.add_argument("--fg-weight", type=float, default=10.0, help="extra weight on the dilated foreground")
+    g = p.add_argument_group("augmentation")
+    g.add_argument("--jitter-scale", type=float, default=1.0, help="multiplies the detector keypoint error")
+    g.add_argument("--detector-error", type=Path, default=DETECTOR_ERROR_FILE,
+                   help="JSON of per-slot keypoint error (default used if the file is absent)")
+    g.add_argument("--detector", default="retinaface",
+                   help="whose error in that file to imitate ('max': largest std per slot over all)")
+    g.add_argument("--rotation", type=float, default=30.0, help="max rotation, degrees")
+    g.add_argument("--scale", type=float, default=0.15, help="max relative scale change")
+    g.add_argument("--translation", type=float, default=0.05, help="max shift, crop units")
+    p.add_argument("--stop-after", type=int, default=0, help="return after this many epochs (resume later)")
+    p.add_argument("--restart", action="store_true", help="start over even if the run has a checkpoint")
+    p.add_argument("--evaluate", type=Path, help="checkpoint to evaluate instead of training")
+    p.add_argument("--eval-set", default=None, help="annotated folder for --evaluate (default: HELEN test)")
+    args = p.parse_args(argv)
+    if not args.evaluate and not args.run:
+        p.error("--run is required for training")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    from models.training.tasks import build_task
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.evaluate:
+        from models.datasets import TEST_SET
+        from models.training.checkpoint import load_checkpoint
+        from models.training.evaluate import evaluate_folder
+
+        state = load_checkpoint(args.evaluate)
+        t = state["config"]["task"]
+        task = build_task(t["model"], sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"])
+        model = task.build_model()
+        model.load_state_dict(state["model"])
+        folder = args.eval_set or TEST_SET
+        result = evaluate_folder(model, task, folder, methods=("dark", "argmax"))
+        report = {"checkpoint": str(args.evaluate), "epoch": state["epoch"], "set": folder, **result}
+        print(json.dumps(report, indent=1))
+        return
+
+    from models.training.augment import AugmentConfig, load_keypoint_error
+    from models.training.loop import TrainConfig, train
+
+    task = build_task(args.model, sigma=args.sigma, loss_name=args.loss, foreground_weight=args.fg_weight)
+    augment_cfg = AugmentConfig(jitter_scale=args.jitter_scale, rotation_deg=args.rotation, scale=args.scale,
+                                translation=args.translation,
+                                keypoint_error=load_keypoint_error(args.detector_error, args.detector))
+    cfg = TrainConfig(run=args.run, epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
+                      warmup_epochs=args.warmup_epochs, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
+                      seed=args.seed, bf16=args.bf16, channels_last=args.channels_last, threads=args.threads,
+                      max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
+                      ytf_fraction=args.ytf_fraction)
+    train(cfg, task, augment_cfg, restart=args.restart, stop_after=args.stop_after)
+
+
+if __name__ == "__main__":
+    main()

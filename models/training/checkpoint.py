@@ -1,0 +1,53 @@
+"""Resumable checkpoints: model, optimiser, scheduler, epoch, RNG states, run config."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: int, best: float, config: dict,
+                    metrics: dict | None = None) -> None:
+    """Atomic write (temp file + rename), so a cut-off never leaves a broken checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,  # number of completed epochs
+        "step": step,
+        "best": best,
+        "config": config,
+        "metrics": metrics or {},
+        "rng": rng_state(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(Path(path), map_location="cpu", weights_only=False)
+
+
+def restore(state: dict, model, optimizer=None, scheduler=None) -> None:
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])

@@ -1,0 +1,72 @@
+"""Training/validation samples drawn from the cached canonical crops.
+
+Validation is a fixed-seed hold-out of the 300-W training folders (afw + helen_train);
+helen_test is never used here. An epoch draws every kept 300-W image ``w300_repeat``
+times plus a random ``ytf_fraction`` of the (low-resolution, integer-labelled) ytf68
+frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.datasets import TRAIN_SETS
+from models.training.augment import AugmentConfig, augment
+from models.training.crop_cache import CROP_SIZE, CropSet, canonical_offset, load_crop_set
+
+W300_SETS = tuple(s for s in TRAIN_SETS if s.startswith("300w/"))
+
+
+@dataclass
+class Sample:
+    crops: np.ndarray  # (B, S, S, 3) uint8 BGR
+    points: np.ndarray  # (B, 68, 2) float32 crop coordinates
+
+
+class TrainingData:
+    def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
+                 ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS):
+        self.crop_size = crop_size
+        self.sets: list[CropSet] = [load_crop_set(name) for name in sets]
+        # (set index, item index) for every image
+        self.refs = np.concatenate(
+            [np.stack([np.full(len(s), i), np.arange(len(s))], 1) for i, s in enumerate(self.sets)]
+        )
+        is_w300 = np.concatenate([np.full(len(s), s.name in W300_SETS) for s in self.sets])
+        w300 = np.flatnonzero(is_w300)
+        perm = np.random.default_rng(split_seed).permutation(w300)
+        n_val = int(round(val_fraction * len(w300)))
+        self.val_ids = np.sort(perm[:n_val])
+        self.train_w300 = np.sort(perm[n_val:])
+        self.train_other = np.flatnonzero(~is_w300)
+        self.w300_repeat = w300_repeat
+        self.ytf_fraction = ytf_fraction
+
+    def epoch_ids(self, rng: np.random.Generator) -> np.ndarray:
+        other = rng.choice(self.train_other, int(round(self.ytf_fraction * len(self.train_other))), replace=False)
+        ids = np.concatenate([np.tile(self.train_w300, self.w300_repeat), other])
+        return rng.permutation(ids)
+
+    def _item(self, gid: int) -> tuple[np.ndarray, np.ndarray]:
+        s, i = self.refs[gid]
+        return self.sets[s].images[i], self.sets[s].points[i]
+
+    def train_batch(self, ids: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> Sample:
+        crops, points = [], []
+        for gid in ids:
+            image, pts = self._item(gid)
+            crop, p = augment(np.asarray(image), pts, self.crop_size, cfg, rng)
+            crops.append(crop)
+            points.append(p)
+        return Sample(np.stack(crops), np.stack(points).astype(np.float32))
+
+    def plain_batch(self, ids: np.ndarray) -> Sample:
+        """Un-augmented crops: the centre window of the canonical crop, i.e. the run-time aligned crop."""
+        crops, points = [], []
+        for gid in ids:
+            image, pts = self._item(gid)
+            o = int(canonical_offset(image.shape[0], self.crop_size))
+            crops.append(np.asarray(image[o : o + self.crop_size, o : o + self.crop_size]))
+            points.append(pts - o)
+        return Sample(np.stack(crops), np.stack(points).astype(np.float32))

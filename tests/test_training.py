@@ -1,0 +1,238 @@
+"""Training machinery: crop cache geometry, augmentation consistency, flips, targets,
+losses, detector-error loading, the network's shape, and exact checkpoint resume."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from models.align import align_from_landmarks, transform_points
+from models.datasets import data_root, list_annotated
+from models.landmarks68 import MIRROR
+from models.training.augment import (
+    AugmentConfig,
+    KeypointError,
+    augment,
+    load_keypoint_error,
+    photometric,
+    sample_geometry,
+    warp_sample,
+)
+from models.training.crop_cache import CANON_SIZE, CROP_SIZE, canonical_matrix, canonical_offset
+from models.training.tasks import HeatmapTask, gaussian_heatmaps, heatmap_to_crop
+
+SPREAD = (0, 8, 16, 19, 24, 30, 36, 45, 48, 54, 57)  # well separated landmarks
+
+
+@pytest.fixture(scope="module")
+def real_face():
+    item = list_annotated(data_root() / "300w" / "helen_train")[0]
+    image = cv2.imread(str(item.image_path))
+    points = item.load_points()
+    m = canonical_matrix(points)
+    canon = cv2.warpAffine(image, m, (CANON_SIZE, CANON_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
+    return image, points, canon, transform_points(points, m)
+
+
+def geometry_only(**kw) -> AugmentConfig:
+    cfg = AugmentConfig.none()
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def test_unaugmented_warp_equals_runtime_alignment(real_face):
+    image, points, canon, canon_points = real_face
+    runtime = align_from_landmarks(image, points, CROP_SIZE)
+    m, flip = sample_geometry(canon_points, CROP_SIZE, geometry_only(), np.random.default_rng(0))
+    o = canonical_offset()
+    np.testing.assert_allclose(m, [[1, 0, -o], [0, 1, -o]], atol=1e-9)  # a pure integer shift
+    assert not flip
+    crop, pts = warp_sample(canon, canon_points, m, flip, CROP_SIZE)
+    np.testing.assert_allclose(pts, transform_points(points, runtime.matrix), atol=1e-6)
+    diff = np.abs(crop.astype(int) - runtime.image.astype(int))
+    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 2  # fixed-point rounding of the two warps only
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_augmented_points_follow_the_image(real_face, seed):
+    """Dots drawn at landmarks of the canonical crop land on the transformed points."""
+    _, _, _, canon_points = real_face
+    cfg = geometry_only(jitter_scale=1.0, rotation_deg=30.0, scale=0.15, translation=0.05, flip_prob=0.5,
+                        keypoint_error=KeypointError.default())
+    rng = np.random.default_rng(seed)
+    m, flip = sample_geometry(canon_points, CROP_SIZE, cfg, rng)
+    _, out = warp_sample(np.zeros((CANON_SIZE, CANON_SIZE, 3), np.uint8), canon_points, m, flip, CROP_SIZE)
+    for j in SPREAD:
+        dot = np.zeros((CANON_SIZE, CANON_SIZE), np.float32)
+        yy, xx = np.mgrid[:CANON_SIZE, :CANON_SIZE]
+        dot[:] = 255 * np.exp(-((xx - canon_points[j, 0]) ** 2 + (yy - canon_points[j, 1]) ** 2) / (2 * 2.0**2))
+        warped = cv2.warpAffine(dot, m, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR)
+        ys, xs = np.mgrid[:CROP_SIZE, :CROP_SIZE]
+        centroid = np.array([(warped * xs).sum(), (warped * ys).sum()]) / warped.sum()
+        expected = out[MIRROR[j]] if flip else out[j]
+        assert np.linalg.norm(centroid - expected) < 0.15, (j, flip, centroid, expected)
+
+
+def test_flip_keeps_semantic_order(real_face):
+    _, _, canon, canon_points = real_face
+    rng = np.random.default_rng(0)
+    _, plain = augment(canon, canon_points, CROP_SIZE, geometry_only(), rng)
+    _, flipped = augment(canon, canon_points, CROP_SIZE, geometry_only(flip_prob=1.0), rng)
+    # index 36 stays the image-left outer eye corner, 45 the image-right one
+    assert flipped[36, 0] < flipped[45, 0] and plain[36, 0] < plain[45, 0]
+    # flipping mirrors x about the crop centre, with the mirror permutation
+    np.testing.assert_allclose(flipped[:, 0], (CROP_SIZE - 1 - plain[:, 0])[MIRROR], atol=1e-6)
+    np.testing.assert_allclose(flipped[:, 1], plain[MIRROR, 1], atol=1e-6)
+    assert np.array_equal(MIRROR[MIRROR], np.arange(68))
+
+
+def test_photometric_keeps_shape_and_type(real_face):
+    _, _, canon, _ = real_face
+    crop = canon[64:256, 64:256].copy()
+    cfg = AugmentConfig(colour_prob=1, grey_prob=1, blur_prob=1, noise_prob=1, jpeg_prob=1, erase_prob=1)
+    out = photometric(crop, cfg, np.random.default_rng(0))
+    assert out.shape == crop.shape and out.dtype == np.uint8 and not np.array_equal(out, crop)
+
+
+def test_keypoint_error_file_layouts(tmp_path):
+    assert "default" in load_keypoint_error(tmp_path / "missing.json").source
+    slots = {"left_eye": {"mean": [0.01, 0.0], "std": [0.02, 0.03]}, "nose": {"mean": [0, 0], "std": [0.05, 0.05]}}
+    path = tmp_path / "err.json"
+    other = {"left_eye": {"mean": [0, 0], "std": [0.04, 0.01]}}
+    path.write_text(json.dumps({"detectors": {"a": {"slots": slots}, "b": {"slots": other}}}))
+    a = load_keypoint_error(path, "a")
+    np.testing.assert_allclose(a.mean[0], [0.01, 0.0])
+    np.testing.assert_allclose(a.std[2], [0.05, 0.05])
+    both = load_keypoint_error(path, "max")
+    np.testing.assert_allclose(both.std[0], [0.04, 0.03])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_keypoint_error(bad)
+
+
+def test_target_heatmaps_peak_at_the_points():
+    points = torch.tensor([[[93.5, 97.5], [10.0, 30.0], [150.25, 170.75]]])
+    maps = gaussian_heatmaps(points, 48, 4, 1.5)
+    assert maps.shape == (1, 3, 48, 48)
+    h = (points + 0.5) / 4 - 0.5
+    for k in range(3):
+        idx = int(maps[0, k].argmax())
+        assert (idx % 48, idx // 48) == tuple(np.round(h[0, k].numpy()).astype(int))
+    assert maps[0, 0].max() == pytest.approx(1.0)  # on-grid point: peak exactly 1
+    assert maps[0, 1].max() == pytest.approx(np.exp(-(0.125**2 + 0.125**2) / (2 * 1.5**2)), rel=1e-5)
+    task = HeatmapTask(sigma=1.5)
+    back = task.points_from_output(maps.numpy())
+    np.testing.assert_allclose(back, points.numpy(), atol=0.05 * 4)
+    np.testing.assert_allclose(heatmap_to_crop(h.numpy(), 4), points.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["mse", "wmse", "awing"])
+def test_losses_are_zero_at_the_target_and_grow_with_error(loss):
+    task = HeatmapTask(loss_name=loss)
+    target = gaussian_heatmaps(torch.tensor([[[50.0, 60.0]]]), 48, 4, 1.5)
+    assert task.loss(target, target).item() == pytest.approx(0.0, abs=1e-6)
+    shifted = gaussian_heatmaps(torch.tensor([[[54.0, 60.0]]]), 48, 4, 1.5)
+    far = gaussian_heatmaps(torch.tensor([[[70.0, 60.0]]]), 48, 4, 1.5)
+    assert 0 < task.loss(shifted, target).item() < task.loss(far, target).item()
+
+
+def test_network_output_shape():
+    torch.manual_seed(0)
+    model = HeatmapTask().build_model().eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 192, 192))
+    assert out.shape == (2, 68, 48, 48)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
+    from models.training.loop import TrainConfig, train
+
+    monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
+    task = HeatmapTask()
+    aug = AugmentConfig()
+
+    def cfg(run):
+        return TrainConfig(run=run, epochs=2, batch=4, max_steps=1, bf16=False, threads=1, val_fraction=0.01)
+
+    train(cfg("straight"), task, aug)
+    train(cfg("cut"), task, aug, stop_after=1)
+    first = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert first["epoch"] == 1
+    train(cfg("cut"), task, aug)  # same command resumes
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["scheduler"] == b["scheduler"]
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    lines = (tmp_path / "cut" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    with pytest.raises(SystemExit, match="different configuration"):
+        train(TrainConfig(run="cut", epochs=3, batch=4, max_steps=1, bf16=False, threads=1, val_fraction=0.01),
+              task, aug)
+
+
+def test_in_graph_dark_decoder_matches_host_decode():
+    from models.export import _in_graph_decoder
+    from models.heatmap_decode import decode_heatmaps
+
+    task = HeatmapTask(sigma=1.5)
+    rng = np.random.default_rng(0)
+    points = torch.from_numpy(rng.uniform(-4, 195, (2, 68, 2)).astype(np.float32))
+    maps = gaussian_heatmaps(points, 48, 4, 1.5) * 0.9 + 0.02 * torch.rand(2, 68, 48, 48)
+    coords, conf = _in_graph_decoder(task)(maps)
+    host, host_conf = decode_heatmaps(maps.numpy(), "dark", task.decode_kernel())
+    np.testing.assert_allclose(coords.numpy(), host, atol=1e-3)
+    np.testing.assert_allclose(conf.numpy(), host_conf, atol=1e-6)
+
+
+def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    from models.export import main as export_main
+    from models.manifest import load_manifest, template_version
+    from models.training.loop import TrainConfig, train
+
+    monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path / "runs"))
+    train(TrainConfig(run="tiny", epochs=1, batch=4, max_steps=1, bf16=False, threads=1, val_fraction=0.01),
+          HeatmapTask(), AugmentConfig())
+    result = export_main(["--model", "mnv2_sdd", "--checkpoint", str(tmp_path / "runs" / "tiny" / "last.pt"),
+                          "--out", str(tmp_path / "assets"), "--threads", "1"])
+    assert result["max_abs_diff"] < 1e-4
+    manifest = load_manifest(tmp_path / "assets" / "mnv2_sdd.json")
+    assert manifest.kind == "heatmap" and manifest.heatmap_size == 48 and manifest.input_size == 192
+    assert manifest.outputs == ("heatmaps",) and manifest.coords_unit == "heatmap"
+    assert manifest.template_version == template_version() and manifest.decode.method == "dark"
+    session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": np.zeros((3, 3, 192, 192), np.float32)})[0]  # dynamic batch
+    assert out.shape == (3, 68, 48, 48)
+
+
+def test_nme_io_normalises_by_outer_eye_corners():
+    from models.training.evaluate import nme_io
+
+    gt = np.zeros((1, 68, 2))
+    gt[0, 36], gt[0, 45] = [10, 20], [50, 20]  # inter-ocular distance 40
+    assert nme_io(gt, gt)[0] == 0
+    assert nme_io(gt + [0.0, 4.0], gt)[0] == pytest.approx(0.1)
+
+
+def test_evaluate_folder_runs_the_runtime_path(tmp_path):
+    import shutil
+
+    from models.training.evaluate import evaluate_folder
+
+    for item in list_annotated(data_root() / "300w" / "helen_train")[:3]:
+        shutil.copy(item.image_path, tmp_path)
+        shutil.copy(item.pts_path, tmp_path)
+    torch.manual_seed(0)
+    task = HeatmapTask()
+    result = evaluate_folder(task.build_model(), task, tmp_path, methods=("dark", "argmax"))
+    assert set(result) == {"dark", "argmax"}
+    assert result["dark"]["faces"] == 3 and np.isfinite(result["dark"]["nme"]) and result["dark"]["nme"] > 0

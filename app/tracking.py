@@ -24,6 +24,8 @@ class TrackerOptions:
     min_confidence: float = 0.25  # mean landmark confidence under which a track is lost
     max_outside_fraction: float = 0.4  # share of landmarks outside the frame that loses a track
     match_iou: float = 0.3  # box overlap that matches a detection to a track
+    drift_tolerance: float = 0.25  # re-align from a matching detection when the track's keypoints
+    # are further than this from the detector's (mean distance, in eye distances)
     duplicate_iou: float = 0.6  # two tracks overlapping this much are the same face
 
 
@@ -89,8 +91,8 @@ class FaceTracker:
         for track in self.tracks:
             best = max(unmatched, key=lambda d: box_iou(d.box, track.box), default=None)
             if best is not None and box_iou(best.box, track.box) >= self.options.match_iou:
-                unmatched.remove(best)
-                if self.options.detect_every_frame:
+                unmatched = [d for d in unmatched if d is not best]
+                if self.options.detect_every_frame or self.drifted(track, best):
                     jobs.append(AlignmentJob(track, best.keypoints, best.keypoint_mask, best))
                 else:
                     jobs.append(AlignmentJob(track, *self._track_keypoints(track), best))
@@ -121,6 +123,18 @@ class FaceTracker:
             track.detection = job.detection
             tracks.append(track)
         self.tracks = self._drop_duplicates(tracks)
+
+    def drifted(self, track: Track, detection: Detection) -> bool:
+        """Whether a track's keypoints have wandered from the detector's on the same face.
+
+        Models whose confidence stays high on a poor fit (dlib's) would otherwise never
+        be corrected: a re-detection only confirms a track that still overlaps it.
+        """
+        keypoints, _ = self._track_keypoints(track)
+        eye_distance = float(np.linalg.norm(keypoints[1] - keypoints[0]))
+        mask = detection.keypoint_mask
+        error = np.linalg.norm(keypoints[mask] - detection.keypoints[mask], axis=1).mean()
+        return eye_distance <= 0 or error > self.options.drift_tolerance * eye_distance
 
     def is_lost(self, lm: Landmarks, frame_shape: tuple[int, ...]) -> bool:
         if not np.all(np.isfinite(lm.points)) or lm.mean_confidence < self.options.min_confidence:

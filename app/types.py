@@ -10,7 +10,7 @@ from models.types import Detection, Landmarks
 STAGES = ("detect", "align", "infer", "decode", "smooth", "render")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class Frame:
     """One frame from a source. ``ground_truth`` (68, 2) is set by 300-VW sources when annotated."""
 
@@ -39,7 +39,7 @@ class StageTimings:
         return sum(self.as_dict().values())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class FaceResult:
     """One tracked face on one frame.
 
@@ -58,7 +58,7 @@ class FaceResult:
         return self.landmarks.box()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class FrameResult:
     frame: Frame
     faces: tuple[FaceResult, ...]

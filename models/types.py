@@ -11,7 +11,7 @@ import numpy as np
 from models.landmarks68 import NUM_KEYPOINTS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class Detection:
     """One face from a detector.
 
@@ -34,7 +34,7 @@ class Detection:
         return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class AlignedCrop:
     """A face warped to the template. ``matrix`` maps frame -> crop, ``inverse`` crop -> frame."""
 
@@ -47,7 +47,7 @@ class AlignedCrop:
         return int(self.image.shape[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class Landmarks:
     """68 points and a per-point confidence in [0, 1]."""
 

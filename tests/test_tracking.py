@@ -143,3 +143,25 @@ def test_box_iou():
     assert box_iou(np.array([0, 0, 10, 10]), np.array([0, 0, 10, 10])) == 1.0
     assert box_iou(np.array([0, 0, 10, 10]), np.array([20, 20, 30, 30])) == 0.0
     assert abs(box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 15, 10])) - 1 / 3) < 1e-9
+
+
+def test_a_track_matched_by_a_later_detection_in_the_list_keeps_its_id():
+    a, b = _face_points(150, 200), _face_points(450, 220)
+    det = ScriptedDetector([a])
+    pipe = Pipeline(det, TemplateModel([a, b]), PipelineOptions(tracker=TrackerOptions(redetect_interval=2)))
+    pipe.process(_frame(0))
+    det.faces = [b, a]  # the existing face is the second detection
+    ids = [tuple(f.track_id for f in pipe.process(_frame(i)).faces) for i in range(1, 4)]
+    assert ids[-1] == (1, 2)
+
+
+def test_a_drifted_track_is_realigned_from_the_matching_detection():
+    face = _face_points(300, 240)
+    tracker = FaceTracker(TrackerOptions())
+    tracker.update(tracker.plan([_detection(face)]), [Landmarks(face, np.ones(68))], (480, 640, 3))
+    detection = _detection(face + np.array([2.0, -1.0]))  # the detector's usual small disagreement
+    close = tracker.plan([detection])[0]
+    assert close.detection is detection and not np.allclose(close.keypoints, detection.keypoints)
+    tracker.tracks[0].landmarks = Landmarks(face + np.array([25.0, 10.0]), np.ones(68))  # slid off
+    drifted = tracker.plan([detection])[0]
+    assert drifted.track is tracker.tracks[0] and np.array_equal(drifted.keypoints, detection.keypoints)

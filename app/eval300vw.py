@@ -52,6 +52,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from app import metrics
+from app.tracking import box_iou
 from app.vw_splits import OTHER, SPLITS, TEST_CATEGORIES, category_of
 from models.datasets import PROJECT_ROOT
 from models.landmarks68 import FIVE_POINT_MASK, INNER_49, inter_ocular, keypoints_from_landmarks
@@ -304,20 +305,12 @@ def detection_from_ground_truth(gt: np.ndarray) -> Detection:
     return Detection(box=box, score=1.0, keypoints=keypoints, keypoint_mask=FIVE_POINT_MASK.copy())
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def pick_face(faces, gt: np.ndarray):
     """The face whose landmark box overlaps the ground truth's box most; None if none overlaps."""
     gt_box = np.concatenate([gt.min(axis=0), gt.max(axis=0)])
     best, best_iou = None, 0.0
     for face in faces:
-        iou = _iou(face.raw_landmarks.box(), gt_box)
+        iou = box_iou(face.raw_landmarks.box(), gt_box)
         if iou > best_iou:
             best, best_iou = face, iou
     return best

@@ -38,6 +38,7 @@ import numpy as np
 
 from app.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme, plot_ced
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
+from models.detectors.base import match_face
 from models.landmark_model import LandmarkModel
 
 MODES = ("gt5", "detector", "own")
@@ -83,22 +84,6 @@ class EvaluationSummary:
             f"NME_io={100 * self.nme_io:.2f}% NME_ip={100 * self.nme_ip:.2f}% "
             f"AUC@{thr}={self.auc:.3f} FR@{thr}={100 * self.fr:.2f}%"
         )
-
-
-def match_face(boxes: np.ndarray, gt: np.ndarray) -> int | None:
-    """Index of the box whose centre is nearest the centre of the ground-truth landmark box,
-    among the boxes whose centre lies inside it; None when there is none (a miss)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(boxes) == 0:
-        return None
-    lo, hi = gt.min(axis=0), gt.max(axis=0)
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    inside = np.all((centres >= lo) & (centres <= hi), axis=1)
-    if not inside.any():
-        return None
-    distance = np.linalg.norm(centres - (lo + hi) / 2, axis=1)
-    distance[~inside] = np.inf
-    return int(np.argmin(distance))
 
 
 def load_model(name: str, backend: str = "auto", on_message: Callable[[str], None] | None = None) -> LandmarkModel:

@@ -30,6 +30,7 @@ import numpy as np
 
 from engines.base import BackendUnavailable, ModelFileError
 from models.align import TEMPLATE, estimate_similarity, transform_points
+from models.detectors.base import match_face
 from models.landmark_model import LandmarkModel
 from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
 from models.types import AlignedCrop, Landmarks
@@ -142,21 +143,6 @@ class Dlib68Model(LandmarkModel):
         self._hog = None
 
 
-def _match_face(boxes: np.ndarray, gt: np.ndarray) -> int | None:
-    """The rule of ``app.evaluate.match_face`` (not imported: models do not depend on app):
-    the box whose centre is nearest the ground-truth landmark box's centre, among those
-    whose centre lies inside it; None when there is none."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    lo, hi = gt.min(axis=0), gt.max(axis=0)
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    inside = np.all((centres >= lo) & (centres <= hi), axis=1)
-    if not inside.any():
-        return None
-    dist = np.linalg.norm(centres - (lo + hi) / 2, axis=1)
-    dist[~inside] = np.inf
-    return int(np.argmin(dist))
-
-
 @dataclass(frozen=True)
 class FittedBox:
     box: tuple[float, float, float, float]  # centre x, centre y, width, height in crop units
@@ -190,7 +176,7 @@ def fit_box(
             continue
         rects = hog(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), upsample)
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.float64)
-        k = _match_face(boxes, gt) if len(boxes) else None
+        k = match_face(boxes, gt) if len(boxes) else None
         if k is None:
             continue
         # Image pixel centres -> crop units (template corner (0, 0) .. (1, 1)).

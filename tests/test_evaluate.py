@@ -11,6 +11,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from models.detectors.base import match_face
 import pytest
 
 from app import evaluate as ev
@@ -172,9 +174,9 @@ def test_own_mode_runs_dlib_the_classic_way(helen_test_dir, dlib68):
 def test_match_face_picks_the_nearest_box_inside_the_face():
     gt = np.array([[100.0, 100.0], [200.0, 220.0]])  # landmark box 100..200 x 100..220, centre (150, 160)
     boxes = np.array([[0, 0, 50, 50], [120, 130, 200, 210], [110, 110, 190, 210], [400, 400, 500, 500]])
-    assert ev.match_face(boxes, gt) == 2  # centres (160, 170) and (150, 160): the second is nearer
-    assert ev.match_face(boxes[[0, 3]], gt) is None
-    assert ev.match_face(np.zeros((0, 4)), gt) is None
+    assert match_face(boxes, gt) == 2  # centres (160, 170) and (150, 160): the second is nearer
+    assert match_face(boxes[[0, 3]], gt) is None
+    assert match_face(np.zeros((0, 4)), gt) is None
 
 
 def test_dlib68_box_and_crop_size(helen_test_dir, dlib68):

@@ -12,13 +12,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-$(APP_STAMP): setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip install -e .
+$(APP_STAMP): setup.cfg pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -c constraints.txt -e .
 	$(PY) -m pip check
 	touch $@
 
-$(DEV_STAMP): setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.[dev,train,peers]'
+$(DEV_STAMP): setup.cfg pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -c constraints.txt -e '.[dev,train,peers]'
 	$(PY) -m pip check
 	touch $@ $(APP_STAMP)
 

@@ -32,7 +32,7 @@ class OneEuroParams:
     """
 
     min_cutoff: float = 0.5
-    beta: float = 20.0
+    beta: float = 80.0  # chosen on clips made from training stills (docs/RESULTS.md, "Smoothing")
     d_cutoff: float = 0.5
 
     def __post_init__(self) -> None:

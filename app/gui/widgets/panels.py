@@ -349,7 +349,7 @@ class TrackingPanel(QGroupBox):
         self.smoothing_box = QCheckBox("Smoothing (One Euro filter)")
         self.min_cutoff = _ParamSlider(0.05, 5.0, log=True, unit="Hz")
         self.min_cutoff.setToolTip("Cutoff for a still face: lower = less jitter, more lag on slow motion")
-        self.beta = _ParamSlider(0.0, 100.0, log=False, unit="")
+        self.beta = _ParamSlider(0.0, 200.0, log=False, unit="")
         self.beta.setToolTip("How fast the cutoff rises with speed: higher = less lag on fast motion")
         self.d_cutoff = _ParamSlider(0.1, 5.0, log=True, unit="Hz")
         self.d_cutoff.setToolTip("Cutoff of the speed estimate")

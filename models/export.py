@@ -7,6 +7,10 @@ writes ``OUT/mnv2_sdd.onnx`` (opset 17, dynamic batch) and ``OUT/mnv2_sdd.json``
 inference. ``--in-graph-decode`` appends DARK decoding to the graph instead (outputs
 ``coords`` in heatmap pixel-centre units and ``confidence``), for comparing with
 decoding on the host.
+
+``--model r18_ffld`` exports the regression network as the ``coords`` kind: outputs
+``coords`` (N, 68, 2) in normalised crop units and ``confidence`` (N, 68), with the
+CropNets' bilinear crops inside the graph (GridSample, opset 17).
 """
 from __future__ import annotations
 
@@ -65,20 +69,17 @@ def _in_graph_decoder(task):
 
 
 def load_trained(model_name: str, checkpoint: Path):
-    import torch
-
     from models.training.checkpoint import load_checkpoint
-    from models.training.tasks import build_task
+    from models.training.tasks import task_from_config
 
     state = load_checkpoint(checkpoint)
     t = state["config"]["task"]
     if t["model"] != model_name:
         raise SystemExit(f"{checkpoint} holds a {t['model']!r} network, not {model_name!r}")
-    task = build_task(model_name, sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"])
-    model = task.build_model()
+    task = task_from_config(t)
+    model = task.blank_model() if hasattr(task, "blank_model") else task.build_model()
     model.load_state_dict(state["model"])
-    model.eval()
-    torch.set_grad_enabled(False)
+    model.eval().requires_grad_(False)
     return task, model, state
 
 
@@ -94,12 +95,31 @@ def sample_crops(task, count: int = 8) -> np.ndarray:
                      for i in items])
 
 
+def _CoordsAndConfidence(model):
+    """torch module: the (N, 68, 3) [u_x, u_y, confidence] output of r18_ffld split in two."""
+    import torch
+
+    class Split(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            out = self.net(x)
+            return out[..., :2], out[..., 2]
+
+    return Split()
+
+
 def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
     import torch
 
     net = model
     outputs = ["heatmaps"]
-    if in_graph_decode:
+    if task.name == "r18_ffld":
+        net = _CoordsAndConfidence(model).eval()
+        outputs = ["coords", "confidence"]
+    elif in_graph_decode:
         net = torch.nn.Sequential(model, _in_graph_decoder(task)).eval()
         outputs = ["coords", "confidence"]
     dummy = torch.zeros(1, 3, task.input_size, task.input_size)
@@ -154,7 +174,7 @@ def _augment_text(augment: dict) -> str:
 def main(argv=None) -> dict:
     """Run the export; returns the figures it printed (max difference, size, timings)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld"])
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder (assets/ for the shipped model)")
     p.add_argument("--in-graph-decode", action="store_true", help="put DARK decoding inside the graph")
@@ -184,7 +204,12 @@ def main(argv=None) -> dict:
     x = task.to_input(crops)
     session = ort_session(onnx_path, args.threads)
     ort_out = session.run(None, {"input": x.numpy()})
-    if args.in_graph_decode:
+    if task.name == "r18_ffld":
+        ref = model(x).numpy()
+        diff = max(float(np.abs(ort_out[0] - ref[..., :2]).max()), float(np.abs(ort_out[1] - ref[..., 2]).max()))
+        print(f"max |ORT - torch| (coords in crop units, confidence) on {len(crops)} real crops: {diff:.2e} "
+              f"({diff * task.input_size:.2e} crop pixels)")
+    elif args.in_graph_decode:
         from models.heatmap_decode import decode_heatmaps
 
         coords, conf = decode_heatmaps(model(x).numpy(), "dark", task.decode_kernel())
@@ -200,11 +225,14 @@ def main(argv=None) -> dict:
     if args.benchmark:
         from models.heatmap_decode import decode_heatmaps
 
-        decode = None if args.in_graph_decode else (lambda h: decode_heatmaps(h, "dark", task.decode_kernel()))
+        decode = None if args.in_graph_decode or task.name == "r18_ffld" else (
+            lambda h: decode_heatmaps(h, "dark", task.decode_kernel()))
         result["ort_cpu_batch1"] = benchmark(session, task.input_size, decode=decode)
         print(json.dumps({"ort_cpu_batch1": result["ort_cpu_batch1"], "threads": args.threads,
                           "load_average": os.getloadavg()}))
 
+    if task.name == "r18_ffld":
+        return _write_coords_manifest(args, task, model, state, onnx_path, outputs, result)
     metrics = state.get("metrics", {})
     val = metrics.get("val", {})
     metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
@@ -234,6 +262,51 @@ def main(argv=None) -> dict:
                     f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
                     f"{tr['schedule']} schedule with {tr['warmup_epochs']} warm-up epochs, {state['epoch']}/"
                     f"{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}"),
+            metrics=metric_text),
+    )
+    write_manifest(manifest, args.out / f"{args.model}.json")
+    print(f"wrote {onnx_path} and {args.out / (args.model + '.json')}")
+    result["manifest"] = str(args.out / f"{args.model}.json")
+    return result
+
+
+def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
+    """Manifest (``coords`` kind) and model card of r18_ffld."""
+    from models.manifest import ModelCard, ModelManifest, template_version, write_manifest
+
+    val = state.get("metrics", {}).get("val", {}).get("default")
+    metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
+                   f"{100 * val['nme']:.2f}% after epoch {state['epoch']}" if val else
+                   "no validation metrics in the checkpoint")
+    if args.test_metrics:
+        from models.training.evaluate import evaluate_folder
+
+        test = evaluate_folder(model, task, "300w/helen_test")["default"]
+        metric_text += (f"; 300-W HELEN test (330 faces, crops aligned from the five GT-derived keypoints) NME_io "
+                        f"{100 * test['nme']:.2f}%, median {100 * test['median']:.2f}%, failures >10% "
+                        f"{100 * test['fr10']:.1f}%")
+    cfg = state["config"]
+    tr, t = cfg["train"], cfg["task"]
+    stage3 = ("align loss (blurred 112x112 feature patches at the estimate vs the truth)"
+              if t["stage3_loss"] == "align" else "L1")
+    manifest = ModelManifest(
+        name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
+        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
+        template_version=template_version(), coords_unit="normalized",
+        card=ModelCard(
+            training_data="300-W AFW + HELEN train (minus a 5% validation hold-out, seed 0) and ytf68 "
+                          "(YouTube Faces frames), crops aligned to the template from the five keypoints derived "
+                          "from the ground truth; HELEN test never used for training or selection",
+            recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "
+                    f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
+                    f"1x1 channel selection to 4 channels); S0 baseline run {t['init_run'] or '(none)'} first, then "
+                    f"the full model: losses S0/S1 L2 / inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
+                    f"confidence = sigmoid of an auxiliary head trained towards exp(-e^2 / (2 * "
+                    f"{t['confidence_sigma']}^2)) of the final error e (inter-ocular units) and 0 on synthetic "
+                    f"non-face crops ({t['negative_fraction']} of each batch); AdamW lr {tr['lr']} wd "
+                    f"{tr['weight_decay']}, batch {tr['batch']}, {tr['schedule']} schedule with "
+                    f"{tr['warmup_epochs']} warm-up epochs, {state['epoch']}/{tr['epochs']} epochs; augmentation: "
+                    f"{_augment_text(cfg['augment'])}"),
             metrics=metric_text),
     )
     write_manifest(manifest, args.out / f"{args.model}.json")

@@ -15,7 +15,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from models.training.augment import DETECTOR_ERROR_FILE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld"])
     p.add_argument("--run", help="run name (folder under cache_dir()/train)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
@@ -36,6 +36,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--sigma", type=float, default=1.5, help="target Gaussian sigma, heatmap pixels")
     g.add_argument("--loss", choices=["mse", "wmse", "awing"], default="awing")
     g.add_argument("--fg-weight", type=float, default=10.0, help="extra weight on the dilated foreground")
+    g = p.add_argument_group("r18_ffld task (baseline run, then the full model from its weights)")
+    g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
+    g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
+                   "with --s0-epochs 0 the full model starts from that run's weights without training it")
+    g.add_argument("--stage3-loss", choices=["align", "l1"], default="align")
+    g.add_argument("--l2-weight", type=float, default=10.0, help="weight of the S0/S1 L2 losses")
+    g.add_argument("--l2-cap", type=float, default=0.1,
+                   help="point error (inter-ocular units) beyond which the L2 losses grow linearly; 0: plain")
+    g.add_argument("--align-weight", type=float, default=1.0)
+    g.add_argument("--align-sigma", type=float, default=1.0, help="align-loss blur, feature pixels")
+    g.add_argument("--confidence-sigma", type=float, default=0.08, help="inter-ocular units")
+    g.add_argument("--confidence-weight", type=float, default=0.1)
+    g.add_argument("--negative-fraction", type=float, default=0.1, help="share of non-face crops (full model)")
     g = p.add_argument_group("augmentation")
     g.add_argument("--jitter-scale", type=float, default=1.0, help="multiplies the detector keypoint error")
     g.add_argument("--detector-error", type=Path, default=DETECTOR_ERROR_FILE,
@@ -59,7 +72,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import torch
 
-    from models.training.tasks import build_task
+    from models.training.tasks import build_task, task_from_config
 
     torch.set_num_threads(max(1, args.threads))
     if args.evaluate:
@@ -68,9 +81,8 @@ def main(argv=None) -> None:
         from models.training.evaluate import evaluate_folder
 
         state = load_checkpoint(args.evaluate)
-        t = state["config"]["task"]
-        task = build_task(t["model"], sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"])
-        model = task.build_model()
+        task = task_from_config(state["config"]["task"])
+        model = task.blank_model() if hasattr(task, "blank_model") else task.build_model()
         model.load_state_dict(state["model"])
         folder = args.eval_set or TEST_SET
         result = evaluate_folder(model, task, folder, methods=("dark", "argmax"))
@@ -81,7 +93,6 @@ def main(argv=None) -> None:
     from models.training.augment import AugmentConfig, load_keypoint_error
     from models.training.loop import TrainConfig, train
 
-    task = build_task(args.model, sigma=args.sigma, loss_name=args.loss, foreground_weight=args.fg_weight)
     augment_cfg = AugmentConfig(jitter_scale=args.jitter_scale, rotation_deg=args.rotation, scale=args.scale,
                                 translation=args.translation,
                                 keypoint_error=load_keypoint_error(args.detector_error, args.detector))
@@ -90,7 +101,44 @@ def main(argv=None) -> None:
                       seed=args.seed, bf16=args.bf16, channels_last=args.channels_last, threads=args.threads,
                       max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
                       ytf_fraction=args.ytf_fraction)
+    if args.model == "r18_ffld":
+        train_r18_ffld(args, cfg, augment_cfg)
+        return
+    task = build_task(args.model, sigma=args.sigma, loss_name=args.loss, foreground_weight=args.fg_weight)
     train(cfg, task, augment_cfg, restart=args.restart, stop_after=args.stop_after)
+
+
+def train_r18_ffld(args, cfg, augment_cfg) -> None:
+    """The paper's schedule in one resumable command: the S0 baseline run (``--s0-epochs``,
+    its own learning-rate schedule), then the full model (``--epochs``) from its weights.
+    ``--restart`` restarts both; ``--stop-after`` counts the epochs of both runs in this call.
+    ``--s0-epochs 0 --s0-run NAME`` starts the full model from run NAME's last weights as they are."""
+    import dataclasses
+
+    from models.training.checkpoint import load_checkpoint
+    from models.training.ffld_task import FFLDTask
+    from models.training.loop import run_dir, train
+
+    s0_run = args.s0_run or f"{args.run}_s0"
+    stop_after = args.stop_after
+    if args.s0_epochs > 0:
+        s0_cfg = dataclasses.replace(cfg, run=s0_run, epochs=args.s0_epochs)
+        last = run_dir(s0_run) / "last.pt"
+        done = 0 if args.restart or not last.is_file() else load_checkpoint(last)["epoch"]
+        summary = train(s0_cfg, FFLDTask(refine=False, l2_weight=args.l2_weight, l2_cap=args.l2_cap,
+                                                 negative_fraction=0.0),
+                        augment_cfg, restart=args.restart, stop_after=stop_after)
+        if summary and stop_after:  # --stop-after counts the epochs of both runs in this call
+            stop_after -= summary["epoch"] - done
+            if stop_after <= 0:
+                return
+    init_run = s0_run if args.s0_epochs > 0 or args.s0_run else ""
+    task = FFLDTask(refine=True, init_run=init_run, stage3_loss=args.stage3_loss,
+                    l2_weight=args.l2_weight, l2_cap=args.l2_cap, align_weight=args.align_weight,
+                    align_sigma=args.align_sigma,
+                    confidence_sigma=args.confidence_sigma, confidence_weight=args.confidence_weight,
+                    negative_fraction=args.negative_fraction)
+    train(cfg, task, augment_cfg, restart=args.restart, stop_after=stop_after)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-MODEL_NAMES = ("mnv2_sdd",)
+MODEL_NAMES = ("mnv2_sdd", "r18_ffld")
 
 
 def build_model(name: str, **kwargs):
@@ -13,4 +13,8 @@ def build_model(name: str, **kwargs):
         from models.nets.mnv2_sdd import MobileNetV2SDD
 
         return MobileNetV2SDD(**kwargs)
+    if name == "r18_ffld":
+        from models.nets.r18_ffld import R18FFLD
+
+        return R18FFLD(**kwargs)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.datasets import TRAIN_SETS
 from models.training.augment import AugmentConfig, augment
-from models.training.crop_cache import CROP_SIZE, CropSet, canonical_offset, load_crop_set
+from models.training.crop_cache import CANON_SIZE, CROP_SIZE, CropSet, canonical_offset, load_crop_set
 
 W300_SETS = tuple(s for s in TRAIN_SETS if s.startswith("300w/"))
 
@@ -24,11 +24,19 @@ class Sample:
     points: np.ndarray  # (B, 68, 2) float32 crop coordinates
 
 
+def cache_geometry(crop_size: int) -> tuple[int, int]:
+    """(canonical size, crop size) of the crop cache for a ``crop_size`` network input: the
+    192 px layout (320 canonical, 64 px margin) scaled to ``crop_size`` (margin rounded to an
+    integer, so the centre window stays an integer shift); (320, 192) for 192."""
+    margin = int(round((CANON_SIZE - CROP_SIZE) / 2 * crop_size / CROP_SIZE))
+    return crop_size + 2 * margin, crop_size
+
+
 class TrainingData:
     def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
                  ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS):
         self.crop_size = crop_size
-        self.sets: list[CropSet] = [load_crop_set(name) for name in sets]
+        self.sets: list[CropSet] = [load_crop_set(name, *cache_geometry(crop_size)) for name in sets]
         # (set index, item index) for every image
         self.refs = np.concatenate(
             [np.stack([np.full(len(s), i), np.arange(len(s))], 1) for i, s in enumerate(self.sets)]

@@ -119,4 +119,17 @@ class HeatmapTask(Task):
 def build_task(model: str, **options) -> Task:
     if model == "mnv2_sdd":
         return HeatmapTask(**options)
+    if model == "r18_ffld":
+        from models.training.ffld_task import FFLDTask
+
+        return FFLDTask(**options)
     raise ValueError(f"no training task for model {model!r}")
+
+
+def task_from_config(t: dict) -> Task:
+    """The Task a checkpoint was trained with, from its recorded ``config()``."""
+    if t.get("task") == "ffld":
+        from models.training.ffld_task import FFLDTask
+
+        return FFLDTask.from_config(t)
+    return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"])

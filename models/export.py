@@ -21,6 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+TRAINING_DATA = (
+    "300-W AFW + HELEN train (minus a 5% validation hold-out, seed 0) and ytf68 (YouTube Faces frames), "
+    "crops aligned to the template from the five keypoints derived from the ground truth; HELEN test never "
+    "used for training or selection"
+)
+
 
 def _in_graph_decoder(task):
     """torch module: heatmaps -> (coords, confidence), the same DARK step as models.heatmap_decode."""
@@ -190,7 +196,7 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from models.manifest import DecodeOptions, ModelCard, ModelManifest, template_version, write_manifest
+    from models.manifest import DecodeOptions, ModelCard, ModelManifest, template_version
 
     task, model, state = load_trained(args.model, args.checkpoint)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -254,9 +260,7 @@ def main(argv=None) -> dict:
         decode=DecodeOptions(method="dark", kernel=task.decode_kernel(), in_graph=args.in_graph_decode),
         coords_unit="heatmap",
         card=ModelCard(
-            training_data="300-W AFW + HELEN train (minus a 5% validation hold-out, seed 0) and ytf68 "
-                          "(YouTube Faces frames), crops aligned to the template from the five keypoints derived "
-                          "from the ground truth; HELEN test never used for training or selection",
+            training_data=TRAINING_DATA,
             recipe=(f"MobileNetV2 1.0 from scratch + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
                     f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
                     f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
@@ -264,15 +268,23 @@ def main(argv=None) -> dict:
                     f"{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}"),
             metrics=metric_text),
     )
-    write_manifest(manifest, args.out / f"{args.model}.json")
-    print(f"wrote {onnx_path} and {args.out / (args.model + '.json')}")
-    result["manifest"] = str(args.out / f"{args.model}.json")
+    return _save_manifest(manifest, args, onnx_path, result)
+
+
+
+def _save_manifest(manifest, args, onnx_path: Path, result: dict) -> dict:
+    from models.manifest import write_manifest
+
+    path = args.out / f"{args.model}.json"
+    write_manifest(manifest, path)
+    print(f"wrote {onnx_path} and {path}")
+    result["manifest"] = str(path)
     return result
 
 
 def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
     """Manifest (``coords`` kind) and model card of r18_ffld."""
-    from models.manifest import ModelCard, ModelManifest, template_version, write_manifest
+    from models.manifest import ModelCard, ModelManifest, template_version
 
     val = state.get("metrics", {}).get("val", {}).get("default")
     metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
@@ -294,9 +306,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
         template_version=template_version(), coords_unit="normalized",
         card=ModelCard(
-            training_data="300-W AFW + HELEN train (minus a 5% validation hold-out, seed 0) and ytf68 "
-                          "(YouTube Faces frames), crops aligned to the template from the five keypoints derived "
-                          "from the ground truth; HELEN test never used for training or selection",
+            training_data=TRAINING_DATA,
             recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "
                     f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
                     f"1x1 channel selection to 4 channels); S0 baseline run {t['init_run'] or '(none)'} first, then "
@@ -309,10 +319,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
                     f"{_augment_text(cfg['augment'])}"),
             metrics=metric_text),
     )
-    write_manifest(manifest, args.out / f"{args.model}.json")
-    print(f"wrote {onnx_path} and {args.out / (args.model + '.json')}")
-    result["manifest"] = str(args.out / f"{args.model}.json")
-    return result
+    return _save_manifest(manifest, args, onnx_path, result)
 
 
 if __name__ == "__main__":

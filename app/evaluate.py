@@ -294,7 +294,8 @@ def report_lines(summaries: Sequence[EvaluationSummary]) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True,
-        help=f"landmark model, or several separated by commas (e.g. mnv2_sdd,{DLIB68},mediapipe68)",
+        help=f"landmark model, or several separated by commas (e.g. mnv2_sdd,{DLIB68},mediapipe68); "
+        "append +flip to a network's name for flip test-time averaging (mnv2_sdd,mnv2_sdd+flip)",
     )
     parser.add_argument("--dataset", required=True, help="folder of images + .pts, or a name under the data root")
     parser.add_argument("--mode", choices=MODES, default="gt5",

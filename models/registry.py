@@ -24,6 +24,7 @@ ASSETS_DIR = PROJECT_ROOT / "assets"
 MEDIAPIPE68 = "mediapipe68"
 DLIB68 = "dlib68"
 NETWORK_NAMES = ("mnv2_sdd", "r18_ffld")  # trained here; shipped once exported into assets/
+FLIP_SUFFIX = "+flip"  # "mnv2_sdd+flip": the network with flip test-time averaging switched on
 
 
 class UnknownModelError(ValueError):
@@ -86,7 +87,9 @@ def load_landmark_model(
 
     ``backend`` selects the engine of ONNX networks (``engines.open_runner``); mediapipe68
     always runs on MediaPipe's own CPU engine and says so through ``on_message`` when
-    another backend was asked for. ``flip_test``: None follows the manifest.
+    another backend was asked for. ``flip_test``: None follows the manifest; a name ending in
+    ``+flip`` (``mnv2_sdd+flip``) switches it on and keeps the suffix in the model's name, so
+    that reports tell the two apart.
 
     Raises ``UnknownModelError`` (listing the available names) for an unknown name,
     ``ModelFileError`` when a known network is not installed or its ONNX file is missing,
@@ -105,6 +108,11 @@ def load_landmark_model(
 
         return Dlib68Model()
     manifests = _manifest_paths(assets)
+    base = name[: -len(FLIP_SUFFIX)] if name.endswith(FLIP_SUFFIX) else name
+    if base != name and base in manifests:
+        model = load_landmark_model(base, backend, on_message, on_progress, assets, flip_test=True)
+        model.name = name
+        return model
     if name in manifests:
         from models.onnx_landmarks import OnnxLandmarkModel
 

@@ -457,6 +457,11 @@ def test_registry_lists_installed_models(tmp_path):
     messages = []
     with load_landmark_model("mnv2_sdd", backend="ort-cpu", on_message=messages.append, assets_dir=tmp_path) as model:
         assert isinstance(model, OnnxLandmarkModel) and model.backend == "ort-cpu"
+        assert not model.flip_test and model.name == "mnv2_sdd"
+    with load_landmark_model("mnv2_sdd+flip", backend="ort-cpu", assets_dir=tmp_path) as model:
+        assert model.flip_test and model.name == "mnv2_sdd+flip"
+    with pytest.raises(UnknownModelError):
+        load_landmark_model("mediapipe68+flip", assets_dir=tmp_path)
     with pytest.raises(ModelFileError, match=r"r18_ffld\.onnx"):
         load_landmark_model("r18_ffld", assets_dir=tmp_path)
 

@@ -261,10 +261,43 @@ def main(argv=None) -> dict:
                     f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
                     f"{tr['schedule']} schedule with {tr['warmup_epochs']} warm-up epochs, {state['epoch']}/"
                     f"{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}"),
-            metrics=metric_text),
+            metrics=metric_text, training=training_text(state, args.checkpoint)),
     )
     return _save_manifest(manifest, args, onnx_path, result)
 
+
+def run_hours(run: str, up_to_epoch: int | None = None) -> tuple[float, int]:
+    """Training hours (sum of the logged epochs' ``train_s``; validation and crop caching not
+    counted) and epoch count of training run ``run``, up to ``up_to_epoch`` if given."""
+    from models.training.loop import run_dir
+
+    path = run_dir(run) / "log.jsonl"
+    if not path.is_file():
+        return 0.0, 0
+    epochs = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            if up_to_epoch is None or entry["epoch"] <= up_to_epoch:
+                epochs[entry["epoch"]] = entry["train_s"]
+    return sum(epochs.values()) / 3600, len(epochs)
+
+
+def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
+    """The model card's machine and training-time sentence."""
+    import os
+    import platform
+
+    run = checkpoint.parent.name
+    hours, epochs = run_hours(run, state["epoch"])
+    parts = [f"run {run}: {epochs} epochs, {hours:.2f} h"]
+    if init_run:
+        init_hours, init_epochs = run_hours(init_run)
+        parts.append(f"after its starting run {init_run}: {init_epochs} epochs, {init_hours:.2f} h")
+        hours += init_hours
+    return (f"trained with torch on CPU ({platform.machine()}, {os.cpu_count()} cores, no GPU), shared with other "
+            f"work; {'; '.join(parts)}; {hours:.2f} h of training steps in total (validation and crop caching "
+            f"not counted)")
 
 
 def _helen_test_text(model, task, decode: str) -> str:
@@ -316,7 +349,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
                     f"{tr['weight_decay']}, batch {tr['batch']}, {tr['schedule']} schedule with "
                     f"{tr['warmup_epochs']} warm-up epochs, {state['epoch']}/{tr['epochs']} epochs; augmentation: "
                     f"{_augment_text(cfg['augment'])}"),
-            metrics=metric_text),
+            metrics=metric_text, training=training_text(state, args.checkpoint, t["init_run"])),
     )
     return _save_manifest(manifest, args, onnx_path, result)
 

@@ -15,7 +15,7 @@ and the model-card text. Example::
       "decode": {"method": "dark", "kernel": 9, "in_graph": false},
       "flip_test": false,
       "template_version": "tpl-1a2b3c4d",
-      "card": {"training_data": "...", "recipe": "...", "metrics": "..."}
+      "card": {"training_data": "...", "recipe": "...", "metrics": "...", "training": "..."}
     }
 
 ``kind``: ``heatmap`` (one output (N, 68, H, W), decoded here unless ``decode.in_graph``)
@@ -71,6 +71,7 @@ class ModelCard:
     training_data: str = ""
     recipe: str = ""
     metrics: str = ""
+    training: str = ""  # machine and training time of these weights
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class ModelManifest:
                 "training_data": self.card.training_data,
                 "recipe": self.card.recipe,
                 "metrics": self.card.metrics,
+                "training": self.card.training,
             },
         }
         if self.decode.kernel is not None:
@@ -247,6 +249,7 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
             training_data=card.get("training_data", str, ""),
             recipe=card.get("recipe", str, ""),
             metrics=card.get("metrics", str, ""),
+            training=card.get("training", str, ""),
         ),
         path=path,
     )

@@ -1,6 +1,7 @@
 """The landmark models behind ``LandmarkModel``: mediapipe68, manifest-described ONNX networks, the registry."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -380,6 +381,8 @@ def test_manifest_round_trip(tmp_path, coords_model_path):
     assert manifest.card.recipe == "built by the test"
     again = load_manifest(write_manifest(manifest, tmp_path / "tiny_coords.json"))
     assert again == manifest
+    trained = dataclasses.replace(manifest, card=dataclasses.replace(manifest.card, training="run x: 2 epochs, 0.1 h"))
+    assert load_manifest(write_manifest(trained, tmp_path / "tiny_coords.json")).card.training == "run x: 2 epochs, 0.1 h"
 
 
 GOOD_INPUT = {"name": "image", "size": SIZE, "colour_order": "rgb", "mean": [0, 0, 0], "std": [1, 1, 1]}

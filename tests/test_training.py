@@ -209,6 +209,7 @@ def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch)
     assert manifest.kind == "heatmap" and manifest.heatmap_size == 48 and manifest.input_size == 192
     assert manifest.outputs == ("heatmaps",) and manifest.coords_unit == "heatmap"
     assert manifest.template_version == template_version() and manifest.decode.method == "dark"
+    assert "run tiny: 1 epochs" in manifest.card.training and "h of training steps in total" in manifest.card.training
     session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
     out = session.run(None, {"input": np.zeros((3, 3, 192, 192), np.float32)})[0]  # dynamic batch
     assert out.shape == (3, 68, 48, 48)

@@ -288,7 +288,7 @@ def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
     import os
     import platform
 
-    run = checkpoint.parent.name
+    run = state["config"]["train"].get("run") or checkpoint.parent.name
     hours, epochs = run_hours(run, state["epoch"])
     parts = [f"run {run}: {epochs} epochs, {hours:.2f} h"]
     if init_run:

@@ -19,10 +19,9 @@ from app.types import FaceResult, Frame, FrameResult, StageTimings
 from models import align
 from models.detectors import FaceDetector, create_detector
 from models.landmark_model import LandmarkModel
-from models.registry import load_landmark_model
+from models.registry import default_model, load_landmark_model
 from models.types import Detection, Landmarks
 
-DEFAULT_MODEL = "mediapipe68"
 DEFAULT_DETECTOR = "blazeface"
 
 
@@ -128,7 +127,7 @@ class Pipeline:
 
 
 def build_pipeline(
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     backend: str = "auto",
     detector: str = DEFAULT_DETECTOR,
     detector_model: str | None = None,
@@ -136,7 +135,9 @@ def build_pipeline(
     on_message: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> Pipeline:
-    """Load the named detector and landmark model and wire them into a Pipeline."""
+    """Load the named detector and landmark model (default: ``models.registry.default_model()``)
+    and wire them into a Pipeline."""
+    model = model or default_model()
     face_detector = create_detector(detector, model_path=detector_model)
     try:
         landmark_model = load_landmark_model(model, backend=backend, on_message=on_message, on_progress=on_progress)

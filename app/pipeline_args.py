@@ -4,14 +4,16 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from app.pipeline import DEFAULT_DETECTOR, DEFAULT_MODEL, Pipeline, PipelineOptions, build_pipeline
+from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions, build_pipeline
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
+from models.registry import default_model
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--model", default=DEFAULT_MODEL, help=f"landmark model (default {DEFAULT_MODEL})")
+    model = default_model()
+    group.add_argument("--model", default=model, help=f"landmark model (default {model}: the first installed network)")
     group.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu (default auto)")
     group.add_argument("--detector", default=DEFAULT_DETECTOR, help="blazeface, retinaface or yunet")
     group.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")

@@ -75,6 +75,16 @@ def available_models(assets_dir: str | Path | None = None) -> list[str]:
     return names + ([DLIB68] if _dlib_available() else [])
 
 
+def default_model(assets_dir: str | Path | None = None) -> str:
+    """The model used when none is named: the first installed network of ``NETWORK_NAMES``, else mediapipe68."""
+    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
+    for name in NETWORK_NAMES:
+        path = assets / f"{name}.json"
+        if path.is_file() and _installed(path):
+            return name
+    return MEDIAPIPE68
+
+
 def load_landmark_model(
     name: str,
     backend: str = "auto",

@@ -21,7 +21,7 @@ from models.manifest import ManifestError, ModelManifest, load_manifest, templat
 from models.mediapipe68 import INPUT_SIZE, MESH_VERTICES, MediaPipe68, mesh_to_68
 from models.mediapipe68_map import MEAN_SHAPE, MESH_TO_68
 from models.onnx_landmarks import OnnxLandmarkModel
-from models.registry import UnknownModelError, available_models, load_landmark_model
+from models.registry import UnknownModelError, available_models, default_model, load_landmark_model
 from models.types import AlignedCrop
 from tests.conftest import read_image
 
@@ -452,11 +452,13 @@ def test_template_mismatch_is_refused(tmp_path):
 
 def test_registry_lists_installed_models(tmp_path):
     assert available_models(tmp_path) == ["mediapipe68", "dlib68"]  # dlib68: the peers extra is installed
+    assert default_model(tmp_path) == "mediapipe68"
     coords_graph(BASE, tmp_path / "mnv2_sdd.onnx")
     write_json(tmp_path, "mnv2_sdd", manifest_json("mnv2_sdd", "coords"))
     write_json(tmp_path, "r18_ffld", manifest_json("r18_ffld", "coords"))  # ONNX file missing
     (tmp_path / "junk.json").write_text("[]")
     assert available_models(tmp_path) == ["mnv2_sdd", "mediapipe68", "dlib68"]
+    assert default_model(tmp_path) == "mnv2_sdd"
     messages = []
     with load_landmark_model("mnv2_sdd", backend="ort-cpu", on_message=messages.append, assets_dir=tmp_path) as model:
         assert isinstance(model, OnnxLandmarkModel) and model.backend == "ort-cpu"

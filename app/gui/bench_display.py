@@ -31,7 +31,7 @@ def _percentile(values: list[float], q: float) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.gui.bench_display", description=__doc__.splitlines()[0])
     parser.add_argument("source", help="video file or 300-VW clip folder")
-    parser.add_argument("--model", default="mediapipe68")
+    parser.add_argument("--model", help="landmark model (default: the first installed network)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--frames", type=int, default=150, help="painted frames to measure (default 150)")
     parser.add_argument("--warmup", type=int, default=10, help="painted frames ignored first (default 10)")
@@ -121,6 +121,9 @@ class DisplayBench:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from models.registry import default_model
+
+    args.model = args.model or default_model(args.assets)
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication

@@ -12,6 +12,7 @@ from PySide6.QtCore import QSettings
 from app.overlay import OverlayOptions
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
+from models.registry import default_model
 
 ORGANISATION = "facetrack68"
 APPLICATION = "facetrack68"
@@ -24,7 +25,7 @@ class AppSettings:
     source_path: str = ""  # video file or 300-VW clip folder
     camera_index: int = 0
     camera_resolution: str = DEFAULT_RESOLUTION
-    model: str = "mediapipe68"
+    model: str = field(default_factory=default_model)
     backend: str = "auto"  # "auto" or an engines.base.Backend value
     detector: str = "blazeface"
     retinaface_file: str = ""

@@ -110,9 +110,20 @@ def ort_providers() -> list[str]:
 
 
 class OrtRunner(Runner):
-    """An ONNX Runtime session. ``threads`` sets intra-op threads (None: ORT's default)."""
+    """An ONNX Runtime session. ``threads`` sets intra-op threads (None: ORT's default).
 
-    def __init__(self, model_path: str | Path, backend: Backend | str = Backend.ORT_CPU, threads: int | None = None):
+    ``spin``: let idle intra-op threads busy-wait for the next operator (ORT's default). Off
+    here: the app shares a few cores with video decoding and painting, and a spinning thread
+    that loses its core stalls every operator (measured in docs/RESULTS.md).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        backend: Backend | str = Backend.ORT_CPU,
+        threads: int | None = None,
+        spin: bool = False,
+    ):
         import onnxruntime
 
         self._session = None
@@ -135,6 +146,7 @@ class OrtRunner(Runner):
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 str(self.model_path), sess_options=options, providers=providers

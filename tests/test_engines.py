@@ -89,6 +89,14 @@ def test_ort_cpu_matches_numpy_reference(model_path: Path, batch: int) -> None:
     np.testing.assert_allclose(out["pooled"], want["pooled"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("spin", [False, True])
+def test_ort_spinning_is_off_unless_asked(model_path: Path, spin: bool) -> None:
+    with OrtRunner(model_path, spin=spin) as runner:
+        options = runner._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
+        assert runner.infer({"image": images(1)})["pooled"].shape[0] == 1
+
+
 def test_ort_reads_tensor_specs(model_path: Path) -> None:
     with OrtRunner(model_path) as runner:
         assert runner.inputs == (TensorSpec("image", ("N", 3, 8, 8), np.dtype(np.float32)),)

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.gui.screenshots", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs", help="folder whose screenshots/ subfolder gets the PNGs")
     parser.add_argument("--video", help="talking clip to show (default: the shared talking_d12.mp4)")
-    parser.add_argument("--model", help="landmark model (default: mediapipe68 or the first available)")
+    parser.add_argument("--model", help="landmark model (default: the first installed network, else mediapipe68)")
     args = parser.parse_args(argv)
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

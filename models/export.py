@@ -260,8 +260,10 @@ def main(argv=None) -> dict:
                     f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
                     f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
                     f"{tr['schedule']} schedule with {tr['warmup_epochs']} warm-up epochs, {state['epoch']}/"
-                    f"{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}"),
-            metrics=metric_text, training=training_text(state, args.checkpoint)),
+                    f"{tr['epochs']} epochs"
+                    f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
+                    f"augmentation: {_augment_text(cfg['augment'])}"),
+            metrics=metric_text, training=training_text(state, args.checkpoint, t.get("init_run", ""))),
     )
     return _save_manifest(manifest, args, onnx_path, result)
 

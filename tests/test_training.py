@@ -178,6 +178,23 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
               task, aug)
 
 
+def test_a_continuation_starts_from_the_other_runs_weights(tmp_path, monkeypatch):
+    from models.training.loop import TrainConfig, train
+    from models.training.tasks import task_from_config
+
+    monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
+    train(TrainConfig(run="first", epochs=1, batch=4, max_steps=1, bf16=False, threads=1, val_fraction=0.01),
+          HeatmapTask(), AugmentConfig())
+    trained = torch.load(tmp_path / "first" / "last.pt", weights_only=False)["model"]
+    task = HeatmapTask(init_run="first")
+    started = task.build_model().state_dict()
+    assert all(torch.equal(started[k], trained[k]) for k in trained)
+    assert task.config()["init_run"] == "first" and "init_run" not in HeatmapTask().config()
+    assert task_from_config(task.config()).init_run == "first"
+    with pytest.raises(FileNotFoundError, match="no checkpoint of run 'missing'"):
+        HeatmapTask(init_run="missing").build_model()
+
+
 def test_in_graph_dark_decoder_matches_host_decode():
     from models.export import _in_graph_decoder
     from models.heatmap_decode import decode_heatmaps

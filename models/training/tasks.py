@@ -73,6 +73,7 @@ class HeatmapTask(Task):
     loss_name: str = "awing"
     foreground_weight: float = 10.0
     decode_method: str = "dark"
+    init_run: str = ""  # training run whose last.pt a fresh network starts from (a continuation)
 
     def __post_init__(self):
         from models.nets import mnv2_sdd
@@ -88,10 +89,24 @@ class HeatmapTask(Task):
 
         self._loss = get_loss(self.loss_name)
 
-    def build_model(self) -> torch.nn.Module:
+    def blank_model(self) -> torch.nn.Module:
+        """The network with random weights (a checkpoint is loaded into it)."""
         from models.nets import build_model
 
         return build_model(self.name)
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh network to train: the weights of run ``init_run`` if set, else random."""
+        model = self.blank_model()
+        if self.init_run:
+            from models.training.checkpoint import load_checkpoint
+            from models.training.loop import run_dir
+
+            path = run_dir(self.init_run) / "last.pt"
+            if not path.is_file():
+                raise FileNotFoundError(f"mnv2_sdd: no checkpoint of run {self.init_run!r} at {path}")
+            model.load_state_dict(load_checkpoint(path)["model"])
+        return model
 
     def make_targets(self, points: torch.Tensor) -> torch.Tensor:
         return gaussian_heatmaps(points, self.heatmap_size, self.stride, self.sigma)
@@ -112,8 +127,10 @@ class HeatmapTask(Task):
         return k if k % 2 else k + 1
 
     def config(self) -> dict:
-        return {"task": "heatmap", "model": self.name, "input_size": self.input_size, "heatmap_size": self.heatmap_size,
-                "sigma": self.sigma, "loss": self.loss_name, "foreground_weight": self.foreground_weight}
+        config = {"task": "heatmap", "model": self.name, "input_size": self.input_size,
+                  "heatmap_size": self.heatmap_size, "sigma": self.sigma, "loss": self.loss_name,
+                  "foreground_weight": self.foreground_weight}
+        return {**config, "init_run": self.init_run} if self.init_run else config
 
 
 def build_task(model: str, **options) -> Task:
@@ -132,4 +149,5 @@ def task_from_config(t: dict) -> Task:
         from models.training.ffld_task import FFLDTask
 
         return FFLDTask.from_config(t)
-    return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"])
+    return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"],
+                       init_run=t.get("init_run", ""))

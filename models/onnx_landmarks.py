@@ -146,8 +146,8 @@ class OnnxLandmarkModel(LandmarkModel):
     def normalised_points(self, raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs -> (rows, 68, 2) points in normalised crop units and (rows, 68) confidences."""
         m = self.manifest
-        first = np.asarray(raw[m.outputs[0]], dtype=np.float64)
         if m.decodes_heatmaps:
+            first = np.asarray(raw[m.outputs[0]], dtype=np.float32)  # DARK in float32: 3x faster than float64
             if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
                 raise ValueError(f"{self.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
             from models.heatmap_decode import decode_heatmaps
@@ -157,6 +157,7 @@ class OnnxLandmarkModel(LandmarkModel):
             height, width = first.shape[2:]
             points = (np.asarray(coords, dtype=np.float64) + 0.5) / np.array([width, height])
             return points, np.asarray(confidence, dtype=np.float64)
+        first = np.asarray(raw[m.outputs[0]], dtype=np.float64)
         if first.shape[1:] != (NUM_LANDMARKS, 2):
             raise ValueError(f"{self.name}: expected coordinates (N, 68, 2), got {first.shape}")
         if len(m.outputs) > 1:

@@ -23,7 +23,9 @@ from models.manifest import ManifestError, load_manifest
 ASSETS_DIR = PROJECT_ROOT / "assets"
 MEDIAPIPE68 = "mediapipe68"
 DLIB68 = "dlib68"
-NETWORK_NAMES = ("mnv2_sdd", "r18_ffld")  # trained here; shipped once exported into assets/
+# Trained here; shipped once exported into assets/. Most accurate first (HELEN test, docs/RESULTS.md):
+# the first installed one is the default model.
+NETWORK_NAMES = ("r18_ffld", "mnv2_sdd")
 FLIP_SUFFIX = "+flip"  # "mnv2_sdd+flip": the network with flip test-time averaging switched on
 
 
@@ -70,7 +72,10 @@ def available_models(assets_dir: str | Path | None = None) -> list[str]:
     """Names ``load_landmark_model`` can load here: our networks whose manifest and ONNX file
     are in ``assets_dir`` (by name), then mediapipe68 and dlib68 where their packages import."""
     assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-    names = [name for name, path in _manifest_paths(assets).items() if _installed(path)]
+    manifests = _manifest_paths(assets)
+    rank = {name: i for i, name in enumerate(NETWORK_NAMES)}
+    names = sorted((name for name, path in manifests.items() if _installed(path)),
+                   key=lambda name: (rank.get(name, len(rank)), name))
     names += [MEDIAPIPE68] if _mediapipe_available() else []
     return names + ([DLIB68] if _dlib_available() else [])
 

@@ -1,4 +1,5 @@
 """The command line end to end, with the real detector and model on a real clip."""
+import re
 import subprocess
 import sys
 
@@ -68,9 +69,13 @@ def test_an_empty_folder_is_refused_clearly(tmp_path, capsys):
 
 def test_bench_prints_per_stage_latency(talking_clip):
     out = subprocess.run(
-        [sys.executable, "-m", "app", "bench", str(talking_clip), "--max-frames", "20", "--warmup", "2"],
+        [sys.executable, "-m", "app", "bench", str(talking_clip), "--max-frames", "20", "--warmup", "2",
+         "--model-only", "5"],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr
+    assert "model=r18_ffld backend=" in out.stdout  # the default: the most accurate shipped network
     for stage in ("detect", "align", "infer", "decode", "smooth", "render", "FPS"):
         assert stage in out.stdout
+    assert re.search(r"model only, batch 1, 5 runs: network \+ preprocessing median [\d.]+ ms, p95 [\d.]+ ms; "
+                     r"decode median [\d.]+ ms", out.stdout)

@@ -20,9 +20,11 @@ from models import align
 from models.detectors import FaceDetector, create_detector
 from models.landmark_model import LandmarkModel
 from models.registry import default_model, load_landmark_model
-from models.types import Detection, Landmarks
+from models.landmarks68 import NUM_LANDMARKS
+from models.types import AlignedCrop, Detection, Landmarks
 
 DEFAULT_DETECTOR = "blazeface"
+_LOST = Landmarks(points=np.full((NUM_LANDMARKS, 2), np.nan), confidence=np.zeros(NUM_LANDMARKS))  # no fit: the tracker drops it
 
 
 @dataclass
@@ -109,11 +111,23 @@ class Pipeline:
             return []
         size = self.model.input_size
         with _timed(timings, "align"):
-            crops = [align.align(frame.image, job.keypoints, job.mask, size) for job in jobs]
+            crops = [self._crop(frame, job, size) for job in jobs]
+        valid = [crop for crop in crops if crop is not None]
+        if not valid:
+            return [_LOST] * len(jobs)
         with _timed(timings, "infer"):
-            raw = self.model.infer(crops)
+            raw = self.model.infer(valid)
         with _timed(timings, "decode"):
-            return self.model.decode(raw, crops)
+            decoded = iter(self.model.decode(raw, valid))
+        return [_LOST if crop is None else next(decoded) for crop in crops]
+
+    @staticmethod
+    def _crop(frame: Frame, job: AlignmentJob, size: int) -> AlignedCrop | None:
+        """The job's aligned crop, or None when its keypoints are degenerate (the track is then lost)."""
+        try:
+            return align.align(frame.image, job.keypoints, job.mask, size)
+        except ValueError:
+            return None
 
     def _face_result(self, track, timestamp: float) -> FaceResult:
         raw = track.landmarks

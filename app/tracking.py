@@ -23,6 +23,7 @@ class TrackerOptions:
     max_faces: int = 4
     min_confidence: float = 0.25  # mean landmark confidence under which a track is lost
     max_outside_fraction: float = 0.4  # share of landmarks outside the frame that loses a track
+    min_face_size: float = 8.0  # px: landmarks spanning less than this (a collapsed fit) lose a track
     match_iou: float = 0.3  # box overlap that matches a detection to a track
     drift_tolerance: float = 0.25  # re-align from a matching detection when the track's keypoints
     # are further than this from the detector's (mean distance, in eye distances)
@@ -138,6 +139,8 @@ class FaceTracker:
 
     def is_lost(self, lm: Landmarks, frame_shape: tuple[int, ...]) -> bool:
         if not np.all(np.isfinite(lm.points)) or lm.mean_confidence < self.options.min_confidence:
+            return True
+        if float(np.ptp(lm.points, axis=0).max()) < self.options.min_face_size:
             return True
         h, w = frame_shape[:2]
         x, y = lm.points[:, 0], lm.points[:, 1]

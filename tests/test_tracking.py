@@ -116,6 +116,52 @@ def test_landmarks_leaving_the_frame_lose_the_track():
     assert tracker.is_lost(Landmarks(np.full((68, 2), np.nan), np.ones(68)), (480, 640, 3))
 
 
+def test_collapsed_landmarks_lose_the_track():
+    tracker = FaceTracker(TrackerOptions(min_face_size=8.0))
+    collapsed = Landmarks(np.full((68, 2), 200.0) + np.random.default_rng(0).normal(0, 0.5, (68, 2)), np.ones(68))
+    assert tracker.is_lost(collapsed, (480, 640, 3))
+
+
+class CollapsingModel(TemplateModel):
+    """Like TemplateModel, but once ``collapse`` is set every point lands on the same pixel."""
+
+    collapse = False
+
+    def decode(self, raw, crops):
+        out = super().decode(raw, crops)
+        if self.collapse:
+            out = [Landmarks(np.full((68, 2), 320.0), lm.confidence) for lm in out]
+        return out
+
+
+def test_a_collapsed_fit_is_dropped_and_the_face_found_again():
+    faces = [_face_points(320, 240, 120)]
+    model = CollapsingModel(faces)
+    pipe = Pipeline(ScriptedDetector(faces), model)
+    assert len(pipe.process(_frame(0)).faces) == 1
+    model.collapse = True
+    assert pipe.process(_frame(1)).faces == ()  # lost, looked for again, lost again: no crash
+    model.collapse = False
+    result = pipe.process(_frame(2))
+    assert result.detector_ran and len(result.faces) == 1
+    assert np.allclose(result.faces[0].raw_landmarks.points, faces[0])
+
+
+def test_a_degenerate_detection_gives_no_face_instead_of_failing():
+    # Coinciding keypoints cannot be aligned (no similarity exists): that face is skipped.
+    faces = [_face_points(320, 240, 120)]
+    degenerate = Detection(box=np.array([300.0, 220, 340, 260]), score=0.9, keypoints=np.full((6, 2), 320.0),
+                           keypoint_mask=FIVE_POINT_MASK.copy())
+
+    class Detector(ScriptedDetector):
+        def detect(self, image):
+            return [degenerate] + super().detect(image)
+
+    pipe = Pipeline(Detector(faces), TemplateModel(faces))
+    result = pipe.process(_frame(0))
+    assert len(result.faces) == 1 and np.allclose(result.faces[0].raw_landmarks.points, faces[0])
+
+
 def test_max_faces_limits_new_tracks():
     faces = [_face_points(100 + 150 * i, 200, 90) for i in range(4)]
     pipe = Pipeline(ScriptedDetector(faces), TemplateModel(faces),

@@ -49,6 +49,7 @@ class Pipeline:
         self.model = model
         self.options = options or PipelineOptions()
         self.tracker = FaceTracker(self.options.tracker)
+        self.tracker.model_min_confidence = model.min_confidence
 
     def process(self, frame: Frame, detections: list[Detection] | None = None) -> FrameResult:
         """Track faces on one frame. ``detections``, when given, replace the detector's."""
@@ -75,6 +76,7 @@ class Pipeline:
     def set_model(self, model: LandmarkModel) -> LandmarkModel:
         """Use ``model`` from the next frame on; returns the previous one (the caller closes it)."""
         previous, self.model = self.model, model
+        self.tracker.model_min_confidence = model.min_confidence
         return previous
 
     def set_detector(self, detector: FaceDetector) -> FaceDetector:

@@ -64,6 +64,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 class FaceTracker:
     def __init__(self, options: TrackerOptions | None = None) -> None:
         self.options = options or TrackerOptions()
+        self.model_min_confidence = 0.0  # the landmark model's own floor (LandmarkModel.min_confidence)
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._frames_since_detection = 0
@@ -138,7 +139,8 @@ class FaceTracker:
         return eye_distance <= 0 or error > self.options.drift_tolerance * eye_distance
 
     def is_lost(self, lm: Landmarks, frame_shape: tuple[int, ...]) -> bool:
-        if not np.all(np.isfinite(lm.points)) or lm.mean_confidence < self.options.min_confidence:
+        floor = max(self.options.min_confidence, self.model_min_confidence)
+        if not np.all(np.isfinite(lm.points)) or lm.mean_confidence < floor:
             return True
         if float(np.ptp(lm.points, axis=0).max()) < self.options.min_face_size:
             return True

@@ -186,6 +186,8 @@ def main(argv=None) -> dict:
     p.add_argument("--in-graph-decode", action="store_true", help="put DARK decoding inside the graph")
     p.add_argument("--benchmark", action="store_true", help="time ORT CPU inference at batch 1")
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the check and benchmark")
+    p.add_argument("--min-confidence", type=float, default=0.0,
+                   help="mean confidence under which the tracker treats this network's fit as no face")
     p.add_argument("--test-metrics", action="store_true",
                    help="score the checkpoint on HELEN test (run-time alignment path) for the model card")
     args = p.parse_args(argv)
@@ -251,7 +253,7 @@ def main(argv=None) -> dict:
     manifest = ModelManifest(
         name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
-        template_version=template_version(), heatmap_size=task.heatmap_size,
+        template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
         decode=DecodeOptions(method="dark", kernel=task.decode_kernel(), in_graph=args.in_graph_decode),
         coords_unit="heatmap",
         card=ModelCard(
@@ -338,7 +340,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
     manifest = ModelManifest(
         name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
-        template_version=template_version(), coords_unit="normalized",
+        template_version=template_version(), coords_unit="normalized", min_confidence=args.min_confidence,
         card=ModelCard(
             training_data=TRAINING_DATA,
             recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "

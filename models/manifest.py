@@ -90,6 +90,7 @@ class ModelManifest:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     coords_unit: str = "normalized"
     flip_test: bool = False
+    min_confidence: float = 0.0  # mean confidence under which this network's fit is not a face
     card: ModelCard = field(default_factory=ModelCard)
     path: Path | None = None  # the JSON file this came from
 
@@ -120,6 +121,7 @@ class ModelManifest:
             "decode": {"method": self.decode.method, "in_graph": self.decode.in_graph},
             "coords_unit": self.coords_unit,
             "flip_test": self.flip_test,
+            "min_confidence": self.min_confidence,
             "template_version": self.template_version,
             "card": {
                 "training_data": self.card.training_data,
@@ -245,6 +247,7 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
         ),
         coords_unit=coords_unit,
         flip_test=top.get("flip_test", bool, False),
+        min_confidence=_unit_interval(top, "min_confidence"),
         card=ModelCard(
             training_data=card.get("training_data", str, ""),
             recipe=card.get("recipe", str, ""),
@@ -253,6 +256,13 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
         ),
         path=path,
     )
+
+
+def _unit_interval(reader: "_Reader", key: str) -> float:
+    value = float(reader.get(key, (int, float), 0.0))
+    if not 0.0 <= value <= 1.0:
+        raise reader.fail(key, f"must be between 0 and 1, got {value}")
+    return value
 
 
 def load_manifest(path: str | Path, check_onnx: bool = True) -> ModelManifest:

@@ -60,6 +60,7 @@ class OnnxLandmarkModel(LandmarkModel):
         self.name = self.manifest.name
         self.input_size = self.manifest.input_size
         self.flip_test = self.manifest.flip_test if flip_test is None else bool(flip_test)
+        self.min_confidence = self.manifest.min_confidence
         self._mean = np.asarray(self.manifest.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         self._inv_std = (1.0 / np.asarray(self.manifest.std, dtype=np.float32)).reshape(1, 3, 1, 1)
         from engines import open_runner

@@ -391,6 +391,8 @@ GOOD_INPUT = {"name": "image", "size": SIZE, "colour_order": "rgb", "mean": [0, 
 @pytest.mark.parametrize(
     "change, field",
     [
+        ({"min_confidence": 1.5}, "min_confidence"),
+        ({"min_confidence": "high"}, "min_confidence"),
         ({"kind": "points"}, "kind"),
         ({"kind": None}, "kind"),
         ({"input": {"name": "image", "size": SIZE, "colour_order": "rgb", "mean": [0, 0, 0]}}, "input.std"),

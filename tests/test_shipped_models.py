@@ -36,6 +36,7 @@ def test_manifest_and_graph_agree(name):
     assert max(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx")) >= 17
     batch = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value  # dynamic batch
+    assert 0.0 <= manifest.min_confidence < 0.8  # below the 1st percentile of mnv2_sdd's mean confidence on faces
     card = manifest.card
     assert "HELEN test" in card.metrics and "h of training steps in total" in card.training
 

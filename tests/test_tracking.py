@@ -122,6 +122,19 @@ def test_collapsed_landmarks_lose_the_track():
     assert tracker.is_lost(collapsed, (480, 640, 3))
 
 
+def test_the_model_floor_raises_the_confidence_threshold():
+    faces = [_face_points(320, 240, 120)]
+    model = TemplateModel(faces, confidence=0.5)
+    pipe = Pipeline(ScriptedDetector(faces), model, PipelineOptions(tracker=TrackerOptions(min_confidence=0.25)))
+    assert len(pipe.process(_frame(0)).faces) == 1
+    stricter = TemplateModel(faces, confidence=0.5)
+    stricter.min_confidence = 0.6  # this model's fits below 0.6 are not faces
+    pipe.set_model(stricter)
+    assert pipe.process(_frame(1)).faces == ()
+    pipe.set_model(model)
+    assert len(pipe.process(_frame(2)).faces) == 1
+
+
 class CollapsingModel(TemplateModel):
     """Like TemplateModel, but once ``collapse`` is set every point lands on the same pixel."""
 

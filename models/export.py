@@ -83,7 +83,7 @@ def load_trained(model_name: str, checkpoint: Path):
     if t["model"] != model_name:
         raise SystemExit(f"{checkpoint} holds a {t['model']!r} network, not {model_name!r}")
     task = task_from_config(t)
-    model = task.blank_model() if hasattr(task, "blank_model") else task.build_model()
+    model = task.blank_model()
     model.load_state_dict(state["model"])
     model.eval().requires_grad_(False)
     return task, model, state

@@ -68,26 +68,27 @@ def _installed(path: Path) -> bool:
     return True
 
 
+def _installed_networks(assets_dir: str | Path | None) -> list[str]:
+    """Networks whose manifest and ONNX file are in ``assets_dir``: ``NETWORK_NAMES`` order first, then by name."""
+    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
+    rank = {name: i for i, name in enumerate(NETWORK_NAMES)}
+    names = [name for name, path in _manifest_paths(assets).items() if _installed(path)]
+    return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
+
 def available_models(assets_dir: str | Path | None = None) -> list[str]:
     """Names ``load_landmark_model`` can load here: our networks whose manifest and ONNX file
     are in ``assets_dir`` (by name), then mediapipe68 and dlib68 where their packages import."""
-    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-    manifests = _manifest_paths(assets)
-    rank = {name: i for i, name in enumerate(NETWORK_NAMES)}
-    names = sorted((name for name, path in manifests.items() if _installed(path)),
-                   key=lambda name: (rank.get(name, len(rank)), name))
+    names = _installed_networks(assets_dir)
     names += [MEDIAPIPE68] if _mediapipe_available() else []
     return names + ([DLIB68] if _dlib_available() else [])
 
 
 def default_model(assets_dir: str | Path | None = None) -> str:
-    """The model used when none is named: the first installed network of ``NETWORK_NAMES``, else mediapipe68."""
-    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-    for name in NETWORK_NAMES:
-        path = assets / f"{name}.json"
-        if path.is_file() and _installed(path):
-            return name
-    return MEDIAPIPE68
+    """The model used when none is named: the first installed network of ``NETWORK_NAMES``, else
+    mediapipe68 (without importing mediapipe: the CLI asks this while building its parser)."""
+    networks = _installed_networks(assets_dir)
+    return networks[0] if networks and networks[0] in NETWORK_NAMES else MEDIAPIPE68
 
 
 def load_landmark_model(

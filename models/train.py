@@ -83,7 +83,7 @@ def main(argv=None) -> None:
 
         state = load_checkpoint(args.evaluate)
         task = task_from_config(state["config"]["task"])
-        model = task.blank_model() if hasattr(task, "blank_model") else task.build_model()
+        model = task.blank_model()
         model.load_state_dict(state["model"])
         folder = args.eval_set or TEST_SET
         result = evaluate_folder(model, task, folder, methods=("dark", "argmax"))

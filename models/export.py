@@ -75,7 +75,7 @@ def _in_graph_decoder(task):
 
 
 def load_trained(model_name: str, checkpoint: Path):
-    from models.training.checkpoint import load_checkpoint
+    from models.training.checkpoint import inference_weights, load_checkpoint
     from models.training.tasks import task_from_config
 
     state = load_checkpoint(checkpoint)
@@ -84,7 +84,7 @@ def load_trained(model_name: str, checkpoint: Path):
         raise SystemExit(f"{checkpoint} holds a {t['model']!r} network, not {model_name!r}")
     task = task_from_config(t)
     model = task.blank_model()
-    model.load_state_dict(state["model"])
+    model.load_state_dict(inference_weights(state))
     model.eval().requires_grad_(False)
     return task, model, state
 
@@ -288,20 +288,33 @@ def run_hours(run: str, up_to_epoch: int | None = None) -> tuple[float, int]:
 
 
 def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
-    """The model card's machine and training-time sentence."""
+    """The model card's machine and training-time sentence, counting the chain of runs each
+    continuation started from."""
     import os
     import platform
 
     run = state["config"]["train"].get("run") or checkpoint.parent.name
     hours, epochs = run_hours(run, state["epoch"])
     parts = [f"run {run}: {epochs} epochs, {hours:.2f} h"]
-    if init_run:
-        init_hours, init_epochs = run_hours(init_run)
-        parts.append(f"after its starting run {init_run}: {init_epochs} epochs, {init_hours:.2f} h")
+    for earlier in _starting_runs(init_run):
+        init_hours, init_epochs = run_hours(earlier)
+        parts.append(f"after its starting run {earlier}: {init_epochs} epochs, {init_hours:.2f} h")
         hours += init_hours
     return (f"trained with torch on CPU ({platform.machine()}, {os.cpu_count()} cores, no GPU), shared with other "
             f"work; {'; '.join(parts)}; {hours:.2f} h of training steps in total (validation and crop caching "
             f"not counted)")
+
+
+def _starting_runs(init_run: str) -> list[str]:
+    """``init_run``, the run it started from, and so on back to a run trained from scratch."""
+    from models.training.loop import run_dir
+
+    chain = []
+    while init_run and init_run not in chain:
+        chain.append(init_run)
+        config = run_dir(init_run) / "config.json"
+        init_run = json.loads(config.read_text())["task"].get("init_run", "") if config.is_file() else ""
+    return chain
 
 
 def _helen_test_text(model, task, decode: str) -> str:

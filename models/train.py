@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--w300-repeat", type=int, default=2)
     p.add_argument("--ytf-fraction", type=float, default=0.5)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="keep an EMA of the weights (e.g. 0.998); validation, best.pt and export use it")
     g = p.add_argument_group("heatmap task")
     g.add_argument("--sigma", type=float, default=1.5, help="target Gaussian sigma, heatmap pixels")
     g.add_argument("--loss", choices=["mse", "wmse", "awing"], default="awing")
@@ -78,13 +80,13 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, args.threads))
     if args.evaluate:
         from models.datasets import TEST_SET
-        from models.training.checkpoint import load_checkpoint
+        from models.training.checkpoint import inference_weights, load_checkpoint
         from models.training.evaluate import evaluate_folder
 
         state = load_checkpoint(args.evaluate)
         task = task_from_config(state["config"]["task"])
         model = task.blank_model()
-        model.load_state_dict(state["model"])
+        model.load_state_dict(inference_weights(state))
         folder = args.eval_set or TEST_SET
         result = evaluate_folder(model, task, folder, methods=("dark", "argmax"))
         report = {"checkpoint": str(args.evaluate), "epoch": state["epoch"], "set": folder, **result}
@@ -101,7 +103,7 @@ def main(argv=None) -> None:
                       warmup_epochs=args.warmup_epochs, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
                       seed=args.seed, bf16=args.bf16, channels_last=args.channels_last, threads=args.threads,
                       max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
-                      ytf_fraction=args.ytf_fraction)
+                      ytf_fraction=args.ytf_fraction, ema_decay=args.ema_decay)
     if args.model == "r18_ffld":
         train_r18_ffld(args, cfg, augment_cfg)
         return

@@ -195,6 +195,33 @@ def test_a_continuation_starts_from_the_other_runs_weights(tmp_path, monkeypatch
         HeatmapTask(init_run="missing").build_model()
 
 
+def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch):
+    from models.training.checkpoint import inference_weights
+    from models.training.loop import TrainConfig, train
+
+    monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
+    task, aug = HeatmapTask(), AugmentConfig()
+
+    def cfg(run):
+        return TrainConfig(run=run, epochs=2, batch=4, max_steps=2, bf16=False, threads=1, val_fraction=0.01,
+                           ema_decay=0.5)
+
+    train(cfg("straight"), task, aug)
+    train(cfg("cut"), task, aug, stop_after=1)
+    train(cfg("cut"), task, aug)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert int(a["ema"]["n_averaged"]) == 4 and a["config"]["train"]["ema_decay"] == 0.5
+    for k in a["ema"]:
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    averaged = inference_weights(a)
+    assert set(averaged) == set(a["model"])
+    name = next(k for k in a["model"] if k.endswith("weight") and a["model"][k].is_floating_point())
+    assert not torch.equal(averaged[name], a["model"][name])  # the average lags the trained weights
+    assert inference_weights({"model": a["model"]}) is a["model"]
+    assert "ema_decay" not in TrainConfig(run="old").resume_keys()  # older runs still resume
+
+
 def test_in_graph_dark_decoder_matches_host_decode():
     from models.export import _in_graph_decoder
     from models.heatmap_decode import decode_heatmaps

@@ -1,4 +1,8 @@
-"""Resumable checkpoints: model, optimiser, scheduler, epoch, RNG states, run config."""
+"""Resumable checkpoints: model, optimiser, scheduler, weight EMA, epoch, RNG states, run config.
+
+``inference_weights`` is what export and evaluation load: the EMA's weights when the run kept
+one, else the trained weights.
+"""
 from __future__ import annotations
 
 import os
@@ -20,7 +24,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: int, best: float, config: dict,
-                    metrics: dict | None = None) -> None:
+                    metrics: dict | None = None, ema=None) -> None:
     """Atomic write (temp file + rename), so a cut-off never leaves a broken checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +39,8 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: i
         "metrics": metrics or {},
         "rng": rng_state(),
     }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -44,8 +50,19 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(Path(path), map_location="cpu", weights_only=False)
 
 
-def restore(state: dict, model, optimizer=None, scheduler=None) -> None:
+def inference_weights(state: dict) -> dict:
+    """The weights to export or evaluate: the EMA's (``torch.optim.swa_utils.AveragedModel``
+    keys, minus its ``module.`` prefix and counter) if the checkpoint has one, else the model's."""
+    if "ema" not in state:
+        return state["model"]
+    prefix = "module."
+    return {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+
+
+def restore(state: dict, model, optimizer=None, scheduler=None, ema=None) -> None:
     model.load_state_dict(state["model"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:

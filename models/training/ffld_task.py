@@ -236,13 +236,13 @@ def evaluate_stages(checkpoint: str, folder: str | None = None) -> dict:
     """NME_io of S0 ... S3 of a checkpoint: on the run's validation hold-out (GT-aligned crops), or
     on an annotated ``folder`` through the run-time alignment path (frame coordinates)."""
     from models.align import transform_points
-    from models.training.checkpoint import load_checkpoint
+    from models.training.checkpoint import inference_weights, load_checkpoint
     from models.training.evaluate import nme_io, summarise
 
     state = load_checkpoint(checkpoint)
     task = FFLDTask.from_config(state["config"]["task"])
     model = task.blank_model()
-    model.load_state_dict(state["model"])
+    model.load_state_dict(inference_weights(state))
     if folder is None:
         from models.training.dataset import TrainingData
 
@@ -312,12 +312,12 @@ def confidence_report(checkpoint: str, folder: str = "300w/helen_test") -> dict:
 
     from models.align import align_from_landmarks
     from models.datasets import list_annotated, resolve_dataset
-    from models.training.checkpoint import load_checkpoint
+    from models.training.checkpoint import inference_weights, load_checkpoint
 
     state = load_checkpoint(checkpoint)
     task = FFLDTask.from_config(state["config"]["task"])
     model = task.blank_model()
-    model.load_state_dict(state["model"])
+    model.load_state_dict(inference_weights(state))
     size = task.input_size
     faces, displaced = [], []
     for item in list_annotated(resolve_dataset(folder)):

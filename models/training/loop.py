@@ -1,5 +1,5 @@
 """The generic training loop: epochs, warm-up + cosine/one-cycle schedule, bf16 autocast,
-channels_last, validation NME per epoch, JSON-lines log, resumable last/best checkpoints.
+channels_last, an optional weight EMA, validation NME per epoch, JSON-lines log, resumable last/best checkpoints.
 
 A run lives in ``cache_dir()/train/RUN``: ``last.pt``, ``best.pt``, ``log.jsonl``,
 ``config.json``. Starting a run whose ``last.pt`` exists resumes it (same command), after
@@ -47,12 +47,15 @@ class TrainConfig:
     split_seed: int = 0
     w300_repeat: int = 2
     ytf_fraction: float = 0.5
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights; it is validated and exported
 
     def resume_keys(self) -> dict:
         """What must be identical for a resumed run to continue the same schedule."""
         d = dataclasses.asdict(self)
         for k in ("threads", "bf16", "channels_last"):
             d.pop(k)
+        if not d["ema_decay"]:
+            d.pop("ema_decay")  # runs from before the option had none
         return d
 
 
@@ -133,6 +136,11 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, warmup, cfg.schedule, cfg.min_lr_ratio))
+    ema = None
+    if cfg.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
 
     start_epoch, step, best = 0, 0, float("inf")
     last = folder / "last.pt"
@@ -150,7 +158,7 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
                 f"run {cfg.run!r} exists with a different configuration ({last}); use the same options, "
                 f"another --run name, or --restart.\nstored: {json.dumps(state['config'])}\n"
                 f"now:    {json.dumps(config)}")
-        restore(state, model, optimizer, scheduler)
+        restore(state, model, optimizer, scheduler, ema)
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
         print(f"resumed {cfg.run} after epoch {start_epoch} (step {step}, best val NME {best:.4f})", flush=True)
     (folder / "config.json").write_text(json.dumps(config, indent=1))
@@ -181,13 +189,16 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(loss.item())
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"loss became {losses[-1]} at epoch {epoch + 1}, step {i}")
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
         train_s = time.perf_counter() - t0
-        metrics = evaluate_crops(model, task, val.crops, val.points, cfg.channels_last)
+        validated = model if ema is None else ema.module
+        metrics = evaluate_crops(validated, task, val.crops, val.points, cfg.channels_last)
         val_nme = next(iter(metrics.values()))["nme"]
         summary = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                    "val": metrics, "train_s": round(train_s, 1), "data_s": round(data_time, 1),
@@ -195,9 +206,10 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
                    "load_average": round(os.getloadavg()[0], 2), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         improved = val_nme < best
         best = min(best, val_nme)
-        save_checkpoint(last, model, optimizer, scheduler, epoch + 1, step, best, config, summary)
+        save_checkpoint(last, model, optimizer, scheduler, epoch + 1, step, best, config, summary, ema)
         if improved:
-            save_checkpoint(folder / "best.pt", model, optimizer, scheduler, epoch + 1, step, best, config, summary)
+            save_checkpoint(folder / "best.pt", model, optimizer, scheduler, epoch + 1, step, best, config, summary,
+                            ema)
         with open(folder / "log.jsonl", "a") as f:
             f.write(json.dumps(summary) + "\n")
         print(f"epoch {epoch + 1}/{cfg.epochs}: loss {summary['loss']:.4f}, val NME {100 * val_nme:.2f}% "

@@ -46,9 +46,18 @@ def _timed(timings: StageTimings, stage: str) -> Iterator[None]:
 class Pipeline:
     def __init__(self, detector: FaceDetector, model: LandmarkModel, options: PipelineOptions | None = None):
         self.detector = detector
-        self.model = model
         self.options = options or PipelineOptions()
         self.tracker = FaceTracker(self.options.tracker)
+        self.model = model
+
+    @property
+    def model(self) -> LandmarkModel:
+        return self._model
+
+    @model.setter
+    def model(self, model: LandmarkModel) -> None:
+        """The landmark model; the tracker takes on its confidence floor with it."""
+        self._model = model
         self.tracker.model_min_confidence = model.min_confidence
 
     def process(self, frame: Frame, detections: list[Detection] | None = None) -> FrameResult:
@@ -76,7 +85,6 @@ class Pipeline:
     def set_model(self, model: LandmarkModel) -> LandmarkModel:
         """Use ``model`` from the next frame on; returns the previous one (the caller closes it)."""
         previous, self.model = self.model, model
-        self.tracker.model_min_confidence = model.min_confidence
         return previous
 
     def set_detector(self, detector: FaceDetector) -> FaceDetector:

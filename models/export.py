@@ -261,13 +261,19 @@ def main(argv=None) -> dict:
             recipe=(f"MobileNetV2 1.0 from scratch + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
                     f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
                     f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
-                    f"{tr['schedule']} schedule with {tr['warmup_epochs']} warm-up epochs, {state['epoch']}/"
-                    f"{tr['epochs']} epochs"
+                    f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
                     f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
                     f"augmentation: {_augment_text(cfg['augment'])}"),
             metrics=metric_text, training=training_text(state, args.checkpoint, t.get("init_run", ""))),
     )
     return _save_manifest(manifest, args, onnx_path, result)
+
+
+def _schedule_text(train: dict) -> str:
+    """The learning-rate schedule and weight averaging of a run's configuration, in words."""
+    text = (f"{train['schedule']} schedule with {train['warmup_epochs']} warm-up epochs down to "
+            f"{train['min_lr_ratio']}x the peak")
+    return text + (f", weights averaged by an EMA (decay {train['ema_decay']})" if train.get("ema_decay") else "")
 
 
 def run_hours(run: str, up_to_epoch: int | None = None) -> tuple[float, int]:

@@ -222,6 +222,24 @@ def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch):
     assert "ema_decay" not in TrainConfig(run="old").resume_keys()  # older runs still resume
 
 
+def test_model_card_counts_every_run_of_a_continuation_chain(tmp_path, monkeypatch):
+    from models.export import training_text
+
+    monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
+    chain = {"a": ("", [3600.0, 3600.0]), "b": ("a", [1800.0]), "c": ("b", [900.0, 900.0, 900.0])}
+    for run, (init_run, seconds) in chain.items():
+        (tmp_path / run).mkdir()
+        task = {"model": "mnv2_sdd", **({"init_run": init_run} if init_run else {})}
+        (tmp_path / run / "config.json").write_text(json.dumps({"task": task}))
+        (tmp_path / run / "log.jsonl").write_text(
+            "".join(json.dumps({"epoch": i + 1, "train_s": t}) + "\n" for i, t in enumerate(seconds)))
+    state = {"config": {"train": {"run": "c"}}, "epoch": 2}  # shipped from epoch 2 of 3
+    text = training_text(state, tmp_path / "c" / "best.pt", "b")
+    assert "run c: 2 epochs, 0.50 h" in text
+    assert "starting run b: 1 epochs, 0.50 h" in text and "starting run a: 2 epochs, 2.00 h" in text
+    assert "3.00 h of training steps in total" in text
+
+
 def test_in_graph_dark_decoder_matches_host_decode():
     from models.export import _in_graph_decoder
     from models.heatmap_decode import decode_heatmaps

@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true", help="start over even if the run has a checkpoint")
     p.add_argument("--evaluate", type=Path, help="checkpoint to evaluate instead of training")
     p.add_argument("--eval-set", default=None, help="annotated folder for --evaluate (default: HELEN test)")
+    p.add_argument("--no-ema", action="store_true",
+                   help="with --evaluate: the trained weights, not the run's weight EMA (an ablation)")
     args = p.parse_args(argv)
     if not args.evaluate and not args.run:
         p.error("--run is required for training")
@@ -86,10 +88,12 @@ def main(argv=None) -> None:
         state = load_checkpoint(args.evaluate)
         task = task_from_config(state["config"]["task"])
         model = task.blank_model()
-        model.load_state_dict(inference_weights(state))
+        model.load_state_dict(state["model"] if args.no_ema else inference_weights(state))
         folder = args.eval_set or TEST_SET
         result = evaluate_folder(model, task, folder, methods=("dark", "argmax"))
-        report = {"checkpoint": str(args.evaluate), "epoch": state["epoch"], "set": folder, **result}
+        weights = "trained" if args.no_ema or "ema" not in state else "ema"
+        report = {"checkpoint": str(args.evaluate), "epoch": state["epoch"], "weights": weights, "set": folder,
+                  **result}
         print(json.dumps(report, indent=1))
         return
 

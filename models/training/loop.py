@@ -1,5 +1,6 @@
 """The generic training loop: epochs, warm-up + cosine/one-cycle schedule, bf16 autocast,
-channels_last, an optional weight EMA, validation NME per epoch, JSON-lines log, resumable last/best checkpoints.
+channels_last, an optional weight EMA, validation NME per epoch, JSON-lines log, resumable
+last/best checkpoints.
 
 A run lives in ``cache_dir()/train/RUN``: ``last.pt``, ``best.pt``, ``log.jsonl``,
 ``config.json``. Starting a run whose ``last.pt`` exists resumes it (same command), after
@@ -47,7 +48,7 @@ class TrainConfig:
     split_seed: int = 0
     w300_repeat: int = 2
     ytf_fraction: float = 0.5
-    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights; it is validated and exported
+    ema_decay: float = 0.0  # > 0: an exponential moving average of the weights, validated and exported
 
     def resume_keys(self) -> dict:
         """What must be identical for a resumed run to continue the same schedule."""

@@ -195,7 +195,7 @@ def test_a_continuation_starts_from_the_other_runs_weights(tmp_path, monkeypatch
         HeatmapTask(init_run="missing").build_model()
 
 
-def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch):
+def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch, capsys):
     from models.training.checkpoint import inference_weights
     from models.training.loop import TrainConfig, train
 
@@ -220,6 +220,24 @@ def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch):
     assert not torch.equal(averaged[name], a["model"][name])  # the average lags the trained weights
     assert inference_weights({"model": a["model"]}) is a["model"]
     assert "ema_decay" not in TrainConfig(run="old").resume_keys()  # older runs still resume
+
+    import shutil
+
+    from models.train import main as train_main
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for item in list_annotated(data_root() / "300w" / "helen_test")[:2]:
+        shutil.copy(item.image_path, folder)
+        shutil.copy(item.pts_path, folder)
+    capsys.readouterr()  # the training runs' output
+    reports = {}
+    for flag in ([], ["--no-ema"]):
+        train_main(["--model", "mnv2_sdd", "--evaluate", str(tmp_path / "straight" / "last.pt"),
+                    "--eval-set", str(folder), "--threads", "1", *flag])
+        report = json.loads(capsys.readouterr().out)
+        reports[report["weights"]] = report["dark"]["nme"]
+    assert set(reports) == {"ema", "trained"} and reports["ema"] != reports["trained"]
 
 
 def test_model_card_counts_every_run_of_a_continuation_chain(tmp_path, monkeypatch):

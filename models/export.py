@@ -275,12 +275,12 @@ def _ffld_start_text(init_run: str) -> str:
     from models.training.loop import run_dir
 
     if not init_run:
-        return "no S0 baseline run (random start)"
+        return "the full model from a random start (no S0 baseline run)"
     config = run_dir(init_run) / "config.json"
     refine = config.is_file() and json.loads(config.read_text())["task"].get("refine", False)
     if refine:
-        return f"continuing the full model of run {init_run}"
-    return f"S0 baseline run {init_run} first"
+        return f"the full model, continuing the weights of run {init_run}"
+    return f"S0 baseline run {init_run} first, then the full model"
 
 
 def _schedule_text(train: dict) -> str:
@@ -378,8 +378,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
             training_data=TRAINING_DATA,
             recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "
                     f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
-                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t['init_run'])}, then "
-                    f"the full model: losses S0/S1 L2 / inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
+                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t['init_run'])}: losses S0/S1 L2 / inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
                     f"confidence = sigmoid of an auxiliary head trained towards exp(-e^2 / (2 * "
                     f"{t['confidence_sigma']}^2)) of the final error e (inter-ocular units) and 0 on synthetic "
                     f"non-face crops ({t['negative_fraction']} of each batch); AdamW lr {tr['lr']} wd "

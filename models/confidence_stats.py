@@ -23,7 +23,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.align import align_from_landmarks
     from models.datasets import list_annotated, resolve_dataset
-    from models.pts import read_pts
     from models.registry import load_landmark_model
     from models.types import AlignedCrop
 
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     faces, noise = [], []
     with load_landmark_model(args.model, backend=args.backend) as model:
         for item in items:
-            crop = align_from_landmarks(cv2.imread(str(item.image_path)), read_pts(item.pts_path), model.input_size)
+            crop = align_from_landmarks(cv2.imread(str(item.image_path)), item.load_points(), model.input_size)
             random = AlignedCrop(rng.integers(0, 256, crop.image.shape, dtype=np.uint8), crop.matrix, crop.inverse)
             on_face, on_noise = model.predict([crop, random])
             faces.append(on_face.mean_confidence)

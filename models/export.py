@@ -272,13 +272,9 @@ def main(argv=None) -> dict:
 def _ffld_start_text(init_run: str) -> str:
     """Where an r18_ffld full-model run started: an S0 baseline run, or (a continuation) the
     full model of an earlier run."""
-    from models.training.loop import run_dir
-
     if not init_run:
         return "the full model from a random start (no S0 baseline run)"
-    config = run_dir(init_run) / "config.json"
-    refine = config.is_file() and json.loads(config.read_text())["task"].get("refine", False)
-    if refine:
+    if _run_task_config(init_run).get("refine", False):
         return f"the full model, continuing the weights of run {init_run}"
     return f"S0 baseline run {init_run} first, then the full model"
 
@@ -327,14 +323,19 @@ def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
 
 def _starting_runs(init_run: str) -> list[str]:
     """``init_run``, the run it started from, and so on back to a run trained from scratch."""
-    from models.training.loop import run_dir
-
     chain = []
     while init_run and init_run not in chain:
         chain.append(init_run)
-        config = run_dir(init_run) / "config.json"
-        init_run = json.loads(config.read_text())["task"].get("init_run", "") if config.is_file() else ""
+        init_run = _run_task_config(init_run).get("init_run", "")
     return chain
+
+
+def _run_task_config(run: str) -> dict:
+    """The task section of training run ``run``'s ``config.json``; empty if the run is not here."""
+    from models.training.loop import run_dir
+
+    config = run_dir(run) / "config.json"
+    return json.loads(config.read_text())["task"] if config.is_file() else {}
 
 
 def _helen_test_text(model, task, decode: str) -> str:
@@ -378,7 +379,8 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
             training_data=TRAINING_DATA,
             recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "
                     f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
-                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t['init_run'])}: losses S0/S1 L2 / inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
+                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t['init_run'])}: losses S0/S1 L2 / "
+                    f"inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
                     f"confidence = sigmoid of an auxiliary head trained towards exp(-e^2 / (2 * "
                     f"{t['confidence_sigma']}^2)) of the final error e (inter-ocular units) and 0 on synthetic "
                     f"non-face crops ({t['negative_fraction']} of each batch); AdamW lr {tr['lr']} wd "

@@ -126,15 +126,9 @@ class FFLDTask(Task):
         from models.nets.r18_ffld import R18FFLD
 
         if self.init_run:
-            from models.training.checkpoint import load_checkpoint
-            from models.training.loop import run_dir
+            from models.training.loop import load_run_weights
 
-            path = run_dir(self.init_run) / "last.pt"
-            if not path.is_file():
-                raise FileNotFoundError(f"r18_ffld: no checkpoint of the baseline run {self.init_run!r} at {path}")
-            model = R18FFLD(self.refine)
-            model.load_state_dict(load_checkpoint(path)["model"])
-            return model
+            return load_run_weights(R18FFLD(self.refine), self.init_run, "r18_ffld")
         mean = mean_shape_u(self.input_size)
         return R18FFLD(self.refine, None if mean is None else torch.from_numpy(mean))
 

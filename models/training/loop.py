@@ -70,6 +70,15 @@ def run_dir(run: str) -> Path:
     return (Path(base) if base else cache_dir() / "train") / run
 
 
+def load_run_weights(model: torch.nn.Module, run: str, network: str) -> torch.nn.Module:
+    """``model`` with the trained weights of run ``run``'s ``last.pt`` (a continuation's start)."""
+    path = run_dir(run) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{network}: no checkpoint of run {run!r} at {path}")
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
 def choose_threads(requested: int, current: int) -> int:
     """``requested`` if > 0; else 2 threads on an otherwise idle 2-core machine, 1 when it is shared.
 

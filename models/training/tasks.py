@@ -99,13 +99,9 @@ class HeatmapTask(Task):
         """A fresh network to train: the weights of run ``init_run`` if set, else random."""
         model = self.blank_model()
         if self.init_run:
-            from models.training.checkpoint import load_checkpoint
-            from models.training.loop import run_dir
+            from models.training.loop import load_run_weights
 
-            path = run_dir(self.init_run) / "last.pt"
-            if not path.is_file():
-                raise FileNotFoundError(f"mnv2_sdd: no checkpoint of run {self.init_run!r} at {path}")
-            model.load_state_dict(load_checkpoint(path)["model"])
+            return load_run_weights(model, self.init_run, self.name)
         return model
 
     def make_targets(self, points: torch.Tensor) -> torch.Tensor:

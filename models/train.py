@@ -39,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--loss", choices=["mse", "wmse", "awing"], default="awing")
     g.add_argument("--fg-weight", type=float, default=10.0, help="extra weight on the dilated foreground")
     g.add_argument("--init-run", default="", help="start from the last.pt of this run (a continuation with a new schedule)")
+    g.add_argument("--imagenet-init", action="store_true",
+                   help="start the MobileNetV2 backbone from the shared ImageNet weights (TFLite, converted)")
     g = p.add_argument_group("r18_ffld task (baseline run, then the full model from its weights)")
     g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
     g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
@@ -112,7 +114,7 @@ def main(argv=None) -> None:
         train_r18_ffld(args, cfg, augment_cfg)
         return
     task = build_task(args.model, sigma=args.sigma, loss_name=args.loss, foreground_weight=args.fg_weight,
-                      init_run=args.init_run)
+                      init_run=args.init_run, imagenet_init=args.imagenet_init)
     train(cfg, task, augment_cfg, restart=args.restart, stop_after=args.stop_after)
 
 

@@ -74,6 +74,7 @@ class HeatmapTask(Task):
     foreground_weight: float = 10.0
     decode_method: str = "dark"
     init_run: str = ""  # training run whose last.pt a fresh network starts from (a continuation)
+    imagenet_init: bool = False  # backbone from the shared ImageNet MobileNetV2 (models/training/imagenet_init.py)
 
     def __post_init__(self):
         from models.nets import mnv2_sdd
@@ -102,6 +103,10 @@ class HeatmapTask(Task):
             from models.training.loop import load_run_weights
 
             return load_run_weights(model, self.init_run, self.name)
+        if self.imagenet_init:
+            from models.training.imagenet_init import start_from_imagenet
+
+            start_from_imagenet(model.backbone, self)
         return model
 
     def make_targets(self, points: torch.Tensor) -> torch.Tensor:
@@ -126,6 +131,8 @@ class HeatmapTask(Task):
         config = {"task": "heatmap", "model": self.name, "input_size": self.input_size,
                   "heatmap_size": self.heatmap_size, "sigma": self.sigma, "loss": self.loss_name,
                   "foreground_weight": self.foreground_weight}
+        if self.imagenet_init:
+            config["imagenet_init"] = True
         return {**config, "init_run": self.init_run} if self.init_run else config
 
 
@@ -146,4 +153,4 @@ def task_from_config(t: dict) -> Task:
 
         return FFLDTask.from_config(t)
     return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"],
-                       init_run=t.get("init_run", ""))
+                       init_run=t.get("init_run", ""), imagenet_init=t.get("imagenet_init", False))

@@ -15,7 +15,7 @@ _LAZY = {
     "backend_availability": "engines.select",
     "resolve_backend": "engines.select",
     "OrtRunner": "engines.ort",
-    "check_model_file": "engines.ort",
+    "check_model_file": "engines.base",
     "TrtRunner": "engines.trt",
     "build_engine": "engines.trt",
     "EngineBuildError": "engines.trt",

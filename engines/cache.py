@@ -2,7 +2,7 @@
 
 An engine is only valid for the exact network, GPU model, TensorRT version, precision and
 optimisation profile it was built for, so all of them go into its key. Files live under
-``models.datasets.cache_dir() / "engines"``, are written atomically (temporary file in the
+``engines.files.cache_dir() / "engines"``, are written atomically (temporary file in the
 same folder, then ``os.replace``), and a cached engine that fails to load is deleted and
 rebuilt with a message rather than crashing the caller.
 """
@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from engines.files import cache_dir
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -28,8 +30,6 @@ T = TypeVar("T")
 def engine_dir(root: str | Path | None = None) -> Path:
     """``root`` or ``cache_dir()/engines``, created if missing."""
     if root is None:
-        from models.datasets import cache_dir
-
         root = cache_dir() / "engines"
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)

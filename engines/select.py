@@ -126,7 +126,7 @@ def open_runner(
     batch dimension; ``threads`` sets ONNX Runtime's intra-op threads; ``cache_root``
     overrides the engine cache folder.
     """
-    from engines.ort import check_model_file
+    from engines.base import check_model_file
 
     path = check_model_file(model_path)
     requested = resolve_backend(backend)

@@ -30,7 +30,7 @@ import numpy as np
 
 from engines.base import Backend, BackendUnavailable, Runner, TensorSpec
 from engines.cache import atomic_write
-from engines.ort import check_feed, format_shape
+from engines.base import check_feed, format_shape
 
 log = logging.getLogger(__name__)
 

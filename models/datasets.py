@@ -31,13 +31,6 @@ def detector_model_dir() -> Path:
     return data_root().parent / "models" / "detectors"
 
 
-def cache_dir() -> Path:
-    """Writable cache outside the work tree (``$FACETRACK_CACHE`` or ``~/.cache/facetrack``)."""
-    env = os.environ.get("FACETRACK_CACHE")
-    path = Path(env) if env else Path.home() / ".cache" / "facetrack"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
 
 @dataclass(frozen=True)
 class AnnotatedImage:

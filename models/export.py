@@ -289,7 +289,7 @@ def _schedule_text(train: dict) -> str:
 def run_hours(run: str, up_to_epoch: int | None = None) -> tuple[float, int]:
     """Training hours (sum of the logged epochs' ``train_s``; validation and crop caching not
     counted) and epoch count of training run ``run``, up to ``up_to_epoch`` if given."""
-    from models.training.loop import run_dir
+    from models.training.checkpoint import run_dir
 
     path = run_dir(run) / "log.jsonl"
     if not path.is_file():
@@ -332,7 +332,7 @@ def _starting_runs(init_run: str) -> list[str]:
 
 def _run_task_config(run: str) -> dict:
     """The task section of training run ``run``'s ``config.json``; empty if the run is not here."""
-    from models.training.loop import run_dir
+    from models.training.checkpoint import run_dir
 
     config = run_dir(run) / "config.json"
     return json.loads(config.read_text())["task"] if config.is_file() else {}

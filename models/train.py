@@ -1,6 +1,6 @@
 """Train a landmark network: ``python -m models.train --model mnv2_sdd --run NAME --epochs N ...``.
 
-Runs resume automatically: the same command continues from ``cache_dir()/train/NAME/last.pt``.
+Runs resume automatically: the same command continues from ``engines.files.cache_dir()/train/NAME/last.pt``.
 ``--evaluate CHECKPOINT`` scores a checkpoint on a folder (default: the 300-W HELEN test set)
 through the run-time alignment path instead of training.
 """
@@ -125,9 +125,9 @@ def train_r18_ffld(args, cfg, augment_cfg) -> None:
     ``--s0-epochs 0 --s0-run NAME`` starts the full model from run NAME's last weights as they are."""
     import dataclasses
 
-    from models.training.checkpoint import load_checkpoint
     from models.training.ffld_task import FFLDTask
-    from models.training.loop import run_dir, train
+    from models.training.checkpoint import load_checkpoint, run_dir
+    from models.training.loop import train
 
     s0_run = args.s0_run or f"{args.run}_s0"
     stop_after = args.stop_after

@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engines import Backend, BackendUnavailable, ModelFileError, TensorSpec
 from engines import cache, fp16, select, trt
-from engines.ort import OrtRunner, check_feed
+from engines.base import check_feed
+from engines.ort import OrtRunner
 from engines.trt import EngineBuildError, EngineLoadError, GpuInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

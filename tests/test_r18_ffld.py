@@ -234,7 +234,7 @@ def test_export_matches_torch_and_runs_in_the_app(tmp_path, monkeypatch, real_fa
 
 def test_crop_then_select_equals_select_then_crop():
     """Cropping first is only a cheaper order of the same linear operations (the benchmark's baseline)."""
-    from models.training.ffld_task import _select_then_crop
+    from models.training.ffld_benchmark import _select_then_crop
 
     torch.manual_seed(0)
     model = R18FFLD().eval()
@@ -251,7 +251,7 @@ def test_crop_then_select_equals_select_then_crop():
 
 
 def test_non_face_crops_come_from_the_street_clip():
-    from models.training.ffld_task import non_face_crops
+    from models.training.ffld_eval import non_face_crops
 
     crops = non_face_crops(count=4, size=224)
     assert crops.shape == (4, 224, 224, 3) and crops.dtype == np.uint8 and crops.std() > 5

@@ -20,7 +20,7 @@ from models.training.augment import (
     warp_sample,
 )
 from models.training.crop_cache import CANON_SIZE, CROP_SIZE, canonical_matrix, canonical_offset
-from models.training.tasks import HeatmapTask, gaussian_heatmaps, heatmap_to_crop
+from models.training.heatmap_task import HeatmapTask, gaussian_heatmaps, heatmap_to_crop
 
 SPREAD = (0, 8, 16, 19, 24, 30, 36, 45, 48, 54, 57)  # well separated landmarks
 

@@ -27,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    from models.training.tasks import HeatmapTask
+    from models.training.heatmap_task import HeatmapTask
 
     task = HeatmapTask(loss_name=args.loss)
     rng = np.random.default_rng(0)

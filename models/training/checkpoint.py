@@ -1,7 +1,8 @@
 """Resumable checkpoints: model, optimiser, scheduler, weight EMA, epoch, RNG states, run config.
 
-``inference_weights`` is what export and evaluation load: the EMA's weights when the run kept
-one, else the trained weights.
+A run lives in ``run_dir(RUN)``. ``inference_weights`` is what export and evaluation load: the
+EMA's weights when the run kept one, else the trained weights; ``load_run_weights`` is where a
+continuation starts.
 """
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from engines.files import cache_dir
+
+
+def run_dir(run: str) -> Path:
+    """``cache_dir()/train/RUN``, or ``$FACETRACK_TRAIN_DIR/RUN`` if that is set."""
+    base = os.environ.get("FACETRACK_TRAIN_DIR")
+    return (Path(base) if base else cache_dir() / "train") / run
 
 
 def rng_state() -> dict:
@@ -68,3 +77,12 @@ def restore(state: dict, model, optimizer=None, scheduler=None, ema=None) -> Non
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
+
+
+def load_run_weights(model: torch.nn.Module, run: str, network: str) -> torch.nn.Module:
+    """``model`` with the trained weights of run ``run``'s ``last.pt`` (a continuation's start)."""
+    path = run_dir(run) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{network}: no checkpoint of run {run!r} at {path}")
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model

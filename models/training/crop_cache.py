@@ -7,7 +7,7 @@ keypoints derived from the ground truth) at the same pixel scale, padded by
 stored in canonical-crop coordinates. Taking the centre ``CROP_SIZE`` window of a
 canonical crop (an integer shift) therefore gives exactly the run-time aligned crop.
 
-Crops are a uint8 BGR ``.npy`` memmap under ``models.datasets.cache_dir()/crops``.
+Crops are a uint8 BGR ``.npy`` memmap under ``engines.files.cache_dir()/crops``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from models.align import alignment_matrix, transform_points
-from models.datasets import cache_dir, list_annotated, resolve_dataset
+from engines.files import cache_dir
+from models.datasets import list_annotated, resolve_dataset
 from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
 
 CROP_SIZE = 192  # template-aligned crop the canonical crop is built around

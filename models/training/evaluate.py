@@ -24,7 +24,7 @@ def nme_io(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def predict_crops(model, task, crops: np.ndarray, batch: int = 64, channels_last: bool = False,
                   methods: tuple[str, ...] = ("dark",)) -> dict[str, np.ndarray]:
-    """Points in crop coordinates for each decode method (heatmap tasks) or the task default."""
+    """Points in crop coordinates for each of ``methods`` (tasks with several decodings) or the task default."""
     model.eval()
     outs = []
     for start in range(0, len(crops), batch):
@@ -33,7 +33,7 @@ def predict_crops(model, task, crops: np.ndarray, batch: int = 64, channels_last
             x = x.contiguous(memory_format=torch.channels_last)
         outs.append(model(x).float().numpy())
     output = np.concatenate(outs)
-    if hasattr(task, "decode_method"):
+    if task.decode_methods:
         return {m: task.points_from_output(output, method=m) for m in methods}
     return {"default": task.points_from_output(output)}
 
@@ -45,7 +45,7 @@ def summarise(errors: np.ndarray) -> dict:
 
 def evaluate_crops(model, task, crops: np.ndarray, points: np.ndarray, channels_last: bool = False) -> dict:
     preds = predict_crops(model, task, crops, channels_last=channels_last,
-                          methods=("dark", "argmax") if hasattr(task, "decode_method") else ())
+                          methods=task.decode_methods)
     return {m: summarise(nme_io(p, points)) for m, p in preds.items()}
 
 

@@ -2,7 +2,7 @@
 channels_last, an optional weight EMA, validation NME per epoch, JSON-lines log, resumable
 last/best checkpoints.
 
-A run lives in ``cache_dir()/train/RUN``: ``last.pt``, ``best.pt``, ``log.jsonl``,
+A run lives in ``checkpoint.run_dir(RUN)``: ``last.pt``, ``best.pt``, ``log.jsonl``,
 ``config.json``. Starting a run whose ``last.pt`` exists resumes it (same command), after
 checking that the recorded configuration matches.
 """
@@ -16,17 +16,15 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.datasets import cache_dir
 from models.training.augment import AugmentConfig, KeypointError
-from models.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from models.training.checkpoint import load_checkpoint, restore, run_dir, save_checkpoint
 from models.training.dataset import TrainingData
 from models.training.evaluate import evaluate_crops
-from models.training.tasks import Task
+from models.training.task import Task
 
 
 @dataclass
@@ -62,21 +60,6 @@ class TrainConfig:
 
 def _keypoint_error_record(err: KeypointError) -> dict:
     return {"source": err.source, "mean": np.round(err.mean, 6).tolist(), "std": np.round(err.std, 6).tolist()}
-
-
-def run_dir(run: str) -> Path:
-    """``cache_dir()/train/RUN``, or ``$FACETRACK_TRAIN_DIR/RUN`` if that is set."""
-    base = os.environ.get("FACETRACK_TRAIN_DIR")
-    return (Path(base) if base else cache_dir() / "train") / run
-
-
-def load_run_weights(model: torch.nn.Module, run: str, network: str) -> torch.nn.Module:
-    """``model`` with the trained weights of run ``run``'s ``last.pt`` (a continuation's start)."""
-    path = run_dir(run) / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{network}: no checkpoint of run {run!r} at {path}")
-    model.load_state_dict(load_checkpoint(path)["model"])
-    return model
 
 
 def choose_threads(requested: int, current: int) -> int:

@@ -11,7 +11,7 @@ Per frame: NME_io over the 68 points and the 49 inner points (``landmarks68.INNE
 for the landmarks the user sees (smoothed, unless ``--no-smooth``) and for the raw
 ones. The face scored on a frame is the tracked face whose box overlaps the ground
 truth's box most; no overlapping face is a miss (error infinity: a failure at every
-threshold, nothing added to the AUC, left out of NME means: see ``app.metrics``).
+threshold, nothing added to the AUC, left out of NME means: see ``models.metrics``).
 Frames without annotation and frames on the ``--unreliable`` list are still tracked
 but not scored; they are counted.
 
@@ -51,7 +51,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from app import metrics
+from app.plots import plot_ced
 from app.tracking import box_iou
 from app.vw_splits import OTHER, SPLITS, TEST_CATEGORIES, category_of
 from models.datasets import PROJECT_ROOT
@@ -849,7 +849,7 @@ def evaluate(
         rows = [r for c in evaluated if s.category in (OVERALL, c.category) for r in rows_by_clip[c.clip]]
         scored = [r for r in rows if r["status"] in (OK, MISS)]
         if scored:
-            metrics.plot_ced(
+            plot_ced(
                 {
                     "68 points": [r["nme68"] for r in scored],
                     "49 points": [r["nme49"] for r in scored],

@@ -36,7 +36,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from app.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme, plot_ced
+from app.plots import plot_ced
+from models.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
 from models.detectors.base import match_face
 from models.landmark_model import LandmarkModel

@@ -20,7 +20,6 @@ _LAZY = {
     "build_engine": "engines.trt",
     "EngineBuildError": "engines.trt",
     "EngineLoadError": "engines.trt",
-    "convert_float_to_float16": "engines.fp16",
 }
 
 __all__ = ["Backend", "BackendUnavailable", "ModelFileError", "Runner", "TensorSpec", *_LAZY]

@@ -40,7 +40,8 @@ import numpy as np
 from engines.base import BackendUnavailable
 from models.align import align_from_landmarks, transform_points
 from models.landmark_model import LandmarkModel
-from models.landmarks68 import NUM_LANDMARKS, OUTER_EYE_CORNERS
+from models.landmarks68 import NUM_LANDMARKS
+from models.metrics import nme_per_face, normalising_distances
 from models.mediapipe68_map import MEAN_SHAPE, MESH_TO_68
 from models.types import AlignedCrop, Landmarks
 
@@ -188,15 +189,6 @@ def collect_samples(sets: Sequence[str], size: int = INPUT_SIZE, progress: bool 
     return MeshSamples(names, np.array(truth), np.array(mesh))
 
 
-def inter_ocular_distances(truth: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(truth[:, OUTER_EYE_CORNERS[0]] - truth[:, OUTER_EYE_CORNERS[1]], axis=1)
-
-
-def nme_per_image(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Mean point-to-point error of each image over its inter-ocular (outer corners) distance."""
-    return np.linalg.norm(predicted - truth, axis=2).mean(axis=1) / inter_ocular_distances(truth)
-
-
 def fit_map(
     truth: np.ndarray, mesh: np.ndarray, candidates: int = FIT_CANDIDATES, min_weight: float = FIT_MIN_WEIGHT
 ) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
@@ -210,7 +202,7 @@ def fit_map(
     from scipy.optimize import nnls
 
     mesh = mesh[:, :MESH_VERTICES]
-    scale = inter_ocular_distances(truth)[:, None, None]
+    scale = normalising_distances(truth, "io")[:, None, None]
     mesh_n, truth_n = mesh / scale, truth / scale
     table = []
     for point in range(NUM_LANDMARKS):
@@ -274,10 +266,10 @@ def run_fit(progress: bool = True) -> str:
     half_a, half_b = order[: len(order) // 2], order[len(order) // 2 :]
     held_out = fit_map(truth[half_a], mesh[half_a])
     single = fit_map(truth[half_a], mesh[half_a], candidates=1)
-    nme_single = nme_per_image(truth[half_b], apply_map(mesh[half_b], single)).mean()
-    nme_held = nme_per_image(truth[half_b], apply_map(mesh[half_b], held_out)).mean()
+    nme_single = nme_per_face(apply_map(mesh[half_b], single), truth[half_b]).mean()
+    nme_held = nme_per_face(apply_map(mesh[half_b], held_out), truth[half_b]).mean()
     table = fit_map(truth, mesh)
-    nme_fit = nme_per_image(truth, apply_map(mesh, table)).mean()
+    nme_fit = nme_per_face(apply_map(mesh, table), truth).mean()
     summary = (
         f"Face Mesh found {found.sum()} of {len(found)} training faces. Mean NME (inter-ocular) on the fitting\n"
         f"images: {nme_fit:.4f}. Fitted on a random half and measured on the other: {nme_held:.4f}\n"
@@ -307,7 +299,7 @@ def evaluate(
                 raise OSError(f"cannot read image {item.image_path}")
             truth = item.load_points()
             (landmarks,) = model.predict([align_from_landmarks(image, truth, size)])
-            errors.append(nme_per_image(truth[None], landmarks.points[None])[0])
+            errors.append(nme_per_face(landmarks.points[None], truth[None])[0])
             found.append(landmarks.mean_confidence > 0)
     return np.array(errors), np.array(found)
 

@@ -16,10 +16,11 @@ from onnx import TensorProto, helper, numpy_helper
 from engines.base import ModelFileError
 from models.align import align_from_landmarks, invert_affine, transform_points, warp
 from models.datasets import PROJECT_ROOT, list_annotated
-from models.landmarks68 import MIRROR, NUM_LANDMARKS, inter_ocular
+from models.landmarks68 import MIRROR, NUM_LANDMARKS
 from models.manifest import ManifestError, ModelManifest, load_manifest, template_version, write_manifest
 from models.mediapipe68 import INPUT_SIZE, MESH_VERTICES, MediaPipe68, mesh_to_68
 from models.mediapipe68_map import MEAN_SHAPE, MESH_TO_68
+from models.metrics import nme
 from models.onnx_landmarks import OnnxLandmarkModel
 from models.registry import UnknownModelError, available_models, default_model, load_landmark_model
 from models.types import AlignedCrop
@@ -39,10 +40,6 @@ def mediapipe68():
         yield model
 
 
-def nme_io(truth: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.linalg.norm(predicted - truth, axis=1).mean() / inter_ocular(truth))
-
-
 def test_mediapipe68_nme_on_helen_test(mediapipe68, helen_test_dir):
     errors = []
     for item in list_annotated(helen_test_dir)[::3]:
@@ -50,7 +47,7 @@ def test_mediapipe68_nme_on_helen_test(mediapipe68, helen_test_dir):
         crop = align_from_landmarks(read_image(item.image_path), truth, INPUT_SIZE)
         (landmarks,) = mediapipe68.predict([crop])
         assert landmarks.points.shape == (68, 2) and np.all(landmarks.confidence == 1.0)
-        errors.append(nme_io(truth, landmarks.points))  # frame coordinates: checks the way back too
+        errors.append(nme(landmarks.points, truth))  # frame coordinates: checks the way back too
     assert len(errors) == 110
     assert np.mean(errors) < MEDIAPIPE68_NME_LIMIT
 

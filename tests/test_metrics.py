@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from app.metrics import (
+from app.plots import plot_ced
+from models.metrics import (
     MISS,
     auc,
     ced,
@@ -15,8 +16,8 @@ from app.metrics import (
     failure_rate,
     mean_nme,
     nme,
+    nme_per_face,
     normalising_distance,
-    plot_ced,
 )
 from models.landmarks68 import INNER_49, JAW
 
@@ -105,3 +106,14 @@ def test_plot_ced_writes_a_png(tmp_path):
     image = cv2.imread(str(path))
     assert image.shape == (480, 640, 3)
     assert image.min() < 100  # something was drawn
+
+
+@pytest.mark.parametrize("norm", ["io", "ip"])
+def test_nme_per_face_equals_nme_of_each_face(norm):
+    rng = np.random.default_rng(1)
+    gt = np.stack([known_shape() + rng.normal(0, 1, (68, 2)) for _ in range(4)])
+    pred = gt + rng.normal(0, 3, gt.shape)
+    expected = [nme(p, g, norm, indices=INNER_49) for p, g in zip(pred, gt)]
+    np.testing.assert_allclose(nme_per_face(pred, gt, norm, indices=INNER_49), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="must both be"):
+        nme_per_face(pred[:2], gt)

@@ -295,13 +295,13 @@ def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch)
     assert out.shape == (3, 68, 48, 48)
 
 
-def test_nme_io_normalises_by_outer_eye_corners():
-    from models.training.evaluate import nme_io
+def test_nme_per_face_normalises_by_outer_eye_corners():
+    from models.metrics import nme_per_face
 
     gt = np.zeros((1, 68, 2))
     gt[0, 36], gt[0, 45] = [10, 20], [50, 20]  # inter-ocular distance 40
-    assert nme_io(gt, gt)[0] == 0
-    assert nme_io(gt + [0.0, 4.0], gt)[0] == pytest.approx(0.1)
+    assert nme_per_face(gt, gt)[0] == 0
+    assert nme_per_face(gt + [0.0, 4.0], gt)[0] == pytest.approx(0.1)
 
 
 def test_evaluate_folder_runs_the_runtime_path(tmp_path):

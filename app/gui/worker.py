@@ -41,7 +41,7 @@ from app.gui.values import (
     SourceInfo,
     SourceSpec,
 )
-from app.metrics import MISS, count_misses, mean_nme, nme
+from models.metrics import MISS, count_misses, mean_nme, nme
 from app.overlay import OverlayOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions
 from app.recording import RecordingError

@@ -12,13 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.landmarks68 import OUTER_EYE_CORNERS
-
-
-def nme_io(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Per-face mean point error over the inter-ocular distance, (N,)."""
-    io = np.linalg.norm(gt[:, OUTER_EYE_CORNERS[0]] - gt[:, OUTER_EYE_CORNERS[1]], axis=-1)
-    return np.linalg.norm(pred - gt, axis=-1).mean(axis=1) / io
+from models.metrics import nme_per_face, summarise
 
 
 @torch.no_grad()
@@ -38,15 +32,10 @@ def predict_crops(model, task, crops: np.ndarray, batch: int = 64, channels_last
     return {"default": task.points_from_output(output)}
 
 
-def summarise(errors: np.ndarray) -> dict:
-    return {"nme": float(errors.mean()), "median": float(np.median(errors)),
-            "fr10": float((errors > 0.10).mean()), "faces": int(len(errors))}
-
-
 def evaluate_crops(model, task, crops: np.ndarray, points: np.ndarray, channels_last: bool = False) -> dict:
     preds = predict_crops(model, task, crops, channels_last=channels_last,
                           methods=task.decode_methods)
-    return {m: summarise(nme_io(p, points)) for m, p in preds.items()}
+    return {m: summarise(nme_per_face(p, points)) for m, p in preds.items()}
 
 
 def evaluate_folder(model, task, folder: str | Path, methods: tuple[str, ...] = ("dark",)) -> dict:
@@ -71,5 +60,5 @@ def evaluate_folder(model, task, folder: str | Path, methods: tuple[str, ...] = 
     results = {}
     for method, pred_crop in predict_crops(model, task, np.stack(crops), methods=methods).items():
         pred = np.stack([transform_points(p, inv) for p, inv in zip(pred_crop, inverses)])
-        results[method] = summarise(nme_io(pred, np.stack(gts)))
+        results[method] = summarise(nme_per_face(pred, np.stack(gts)))
     return results

@@ -15,9 +15,9 @@ import torch
 
 from models.align import align_from_landmarks, transform_points
 from models.datasets import data_root, list_annotated, resolve_dataset
+from models.metrics import nme_per_face, summarise
 from models.training.checkpoint import inference_weights, load_checkpoint
 from models.training.dataset import TrainingData
-from models.training.evaluate import nme_io, summarise
 from models.training.ffld_task import FFLDTask
 
 
@@ -58,7 +58,7 @@ def evaluate_stages(checkpoint: str, folder: str | None = None) -> dict:
     for k, pts in enumerate(stage_points(model, task, crops)):
         if inverses is not None:
             pts = np.stack([transform_points(p, inv) for p, inv in zip(pts, inverses)])
-        result[f"S{k}"] = summarise(nme_io(pts, gts))
+        result[f"S{k}"] = summarise(nme_per_face(pts, gts))
     return result
 
 

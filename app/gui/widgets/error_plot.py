@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.metrics import DEFAULT_THRESHOLD
+from models.metrics import DEFAULT_THRESHOLD
 
 BACKGROUND = QColor(24, 24, 24)
 AXIS = QColor(110, 110, 110)

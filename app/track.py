@@ -6,6 +6,7 @@ import sys
 
 from tqdm import tqdm
 
+from app.argtypes import positive_int
 from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
 from app.sources import open_source
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--out", help="write the annotated video here (.mkv stays playable if cut short)")
     parser.add_argument("--landmarks", help="write the landmark CSV here")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
 
 
 def run(args: argparse.Namespace) -> int:

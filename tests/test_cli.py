@@ -79,3 +79,33 @@ def test_bench_prints_per_stage_latency(talking_clip):
         assert stage in out.stdout
     assert re.search(r"model only, batch 1, 5 runs: network \+ preprocessing median [\d.]+ ms, p95 [\d.]+ ms; "
                      r"decode median [\d.]+ ms", out.stdout)
+
+
+@pytest.mark.parametrize(
+    "args, option, wanted",
+    [
+        (["track", "{clip}", "--max-faces", "0"], "--max-faces", "an integer >= 1"),
+        (["track", "{clip}", "--max-faces", "-1"], "--max-faces", "an integer >= 1"),
+        (["track", "{clip}", "--max-frames", "-5"], "--max-frames", "an integer >= 1"),
+        (["track", "{clip}", "--min-cutoff", "-1"], "--min-cutoff", "a number > 0"),
+        (["track", "{clip}", "--min-cutoff", "0"], "--min-cutoff", "a number > 0"),
+        (["track", "{clip}", "--beta", "nan"], "--beta", "a number >= 0"),
+        (["track", "{clip}", "--redetect-interval", "-2"], "--redetect-interval", "an integer >= 0"),
+        (["bench", "{clip}", "--warmup", "-1"], "--warmup", "an integer >= 0"),
+        (["bench", "{clip}", "--model-only", "-3"], "--model-only", "an integer >= 0"),
+        (["evaluate", "--dataset", "x", "--limit", "0"], "--limit", "an integer >= 1"),
+        (["evaluate", "--dataset", "x", "--threshold", "inf"], "--threshold", "a number > 0"),
+        (["eval300vw", "{clip}", "--max-faces", "0"], "--max-faces", "an integer >= 1"),
+        (["synth-clips", "--frames", "1"], "--frames", "an integer >= 2"),
+        (["synth-clips", "--count", "two"], "--count", "an integer >= 1"),
+    ],
+)
+def test_nonsense_numbers_are_refused_at_parse_time_with_one_kind_of_message(
+    args, option, wanted, talking_clip, capsys
+):
+    args = [a.replace("{clip}", str(talking_clip)) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be {wanted}, got '{args[-1]}'" in err

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from app.argtypes import non_negative_int, positive_int
 from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
-from app.sources import open_source
+from app.sources import frames_to_end, open_source
 from app.stats import format_bench_table
 
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     with open_source(args.source) as source, TrackingSession(pipeline_from_args(args), stats_window=None) as session:
         pipeline = session.pipeline
         backend = pipeline.model.backend
-        for index, frame in enumerate(tqdm(source, total=args.warmup + args.max_frames, unit="frame", disable=None)):
+        for index, frame in enumerate(tqdm(frames_to_end(source), total=args.warmup + args.max_frames, unit="frame", disable=None)):
             if index == args.warmup:
                 session.stats.reset()
             if index >= args.warmup + args.max_frames:

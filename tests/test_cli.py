@@ -109,3 +109,84 @@ def test_nonsense_numbers_are_refused_at_parse_time_with_one_kind_of_message(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}: must be {wanted}, got '{args[-1]}'" in err
+
+
+# A full disk without root: the child process lowers its own file-size limit (RLIMIT_FSIZE) and ignores
+# SIGXFSZ, so writes past the limit fail with EFBIG ("File too large") as they fail with ENOSPC on a full
+# drive; OpenCV's writers report neither. Works for any user, in CI too.
+SIZE_LIMITED = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from app.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _track_size_limited(limit_bytes, *args):
+    return subprocess.run([sys.executable, "-c", SIZE_LIMITED, str(limit_bytes), "track", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_a_full_disk_stops_the_recording_with_an_error_naming_the_file_and_a_true_frame_count(
+    tmp_path, talking_clip, suffix
+):
+    video = tmp_path / f"X{suffix}"
+    out = _track_size_limited(400_000, talking_clip, "--out", video, "--model", "mnv2_sdd")
+    assert out.returncode == 2, out.stderr
+    match = re.search(rf"error: recording to {re.escape(str(video))} stopped: the file stopped growing.*"
+                      r"keeps the first (\d+) of \d+ frames, which play", out.stderr)
+    assert match, out.stderr
+    kept = int(match.group(1))
+    assert 5 <= kept == _frame_count(video) < _frame_count(talking_clip)
+
+
+def test_a_full_disk_while_writing_landmarks_names_the_csv(tmp_path, talking_clip):
+    csv = tmp_path / "X.csv"
+    out = _track_size_limited(100_000, talking_clip, "--landmarks", csv, "--model", "mnv2_sdd")
+    assert out.returncode == 2
+    assert f"error: writing {csv} failed: File too large" in out.stderr
+    table = read_landmark_csv(csv)  # what was written reads back
+    assert len(table) > 10 and np.all(np.isfinite(table.points))
+
+
+def test_a_truncated_video_gives_complete_outputs_a_summary_and_the_problems_exit_code(tmp_path, talking_clip, capsys):
+    """An MJPG .avi cut to 30% of its bytes: every readable frame is tracked and recorded, then exit 3."""
+    clip = tmp_path / "cut.avi"
+    capture = cv2.VideoCapture(str(talking_clip))
+    writer = cv2.VideoWriter(str(clip), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30, (512, 512))
+    while (frame := capture.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) * 3 // 10])
+    readable = _frame_count(clip)
+    video, csv = tmp_path / "o.avi", tmp_path / "o.csv"
+    code = main(["track", str(clip), "--out", str(video), "--landmarks", str(csv), "--model", "mnv2_sdd"])
+    captured = capsys.readouterr()
+    assert code == 3, captured.err
+    assert f"frames={readable} " in captured.out
+    assert re.search(rf"warning: video ended at frame {readable} of 183: the file looks truncated", captured.err)
+    assert _frame_count(video) == readable
+    assert set(read_landmark_csv(csv).frame) <= set(range(readable))
+
+
+@pytest.mark.parametrize("size", [(3, 3), (640, 3), (3, 480), (2, 2), (640, 1)])
+def test_frames_a_few_pixels_wide_or_high_are_tracked_and_recorded_without_a_crash(tmp_path, size, capsys):
+    width, height = size
+    clip = tmp_path / "thin.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30, (width, height))
+    for i in range(5):
+        writer.write(np.full((height, width, 3), 40 * i, np.uint8))
+    writer.release()
+    folder = tmp_path / "one"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((height, width, 3), 128, np.uint8))
+    for source, frames, code in ((clip, 5, 0), (folder, 1, 3 if min(size) < 2 else 0)):
+        video = tmp_path / "o.avi"
+        assert main(["track", str(source), "--out", str(video), "--model", "mnv2_sdd"]) == code
+        out = capsys.readouterr().out
+        assert (f"frames={frames} with_face=0" in out) if code == 0 else "frames=0" in out
+        assert _frame_count(video) == (frames if code == 0 else 0) or not video.exists()
+        video.unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 ``TrackingSession.handle`` is the per-frame loop body shared by the ``track`` and
 ``bench`` commands and by the Qt window's worker thread: run the pipeline, draw the
 overlay (timed as the *render* stage), update the moving statistics, and append to
-the recording when one is running.
+the recording when one is running. A recording that fails (disk full, ...) stops, and
+the frame comes back with its ``recording_error``; ``recorded_frames`` then counts the
+frames the files really hold.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class RenderedFrame:
     result: FrameResult
     image: np.ndarray  # the annotated frame, BGR
     stats: StatsSummary
+    recording_error: RecordingError | None = None  # recording stopped on this frame (disk full, ...)
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,13 @@ class TrackingSession:
         image = draw_frame_result(frame.image, result, self.overlay, stats=summary)
         result.timings.render = (time.perf_counter() - start) * 1000.0
         self.stats.add(result.timings, time.perf_counter())
+        recording_error = None
         if self._targets is not None:
-            self._record(image, result)
-        return RenderedFrame(result=result, image=image, stats=summary)
+            try:
+                self._record(image, result)
+            except RecordingError as error:  # the recording has stopped; tracking goes on
+                recording_error = error
+        return RenderedFrame(result=result, image=image, stats=summary, recording_error=recording_error)
 
     def start_recording(self, video: str | Path | None, landmarks: str | Path | None = None, fps: float = 30.0) -> None:
         """Record from the next frame on: the annotated video and/or the landmark CSV.

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.max_frames is not None and frames >= args.max_frames:
                     break
                 rendered = session.handle(frame)
+                if rendered.recording_error is not None:
+                    raise rendered.recording_error
                 frames += 1
                 with_face += bool(rendered.result.faces)
                 bar.update()

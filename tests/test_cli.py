@@ -190,3 +190,28 @@ def test_frames_a_few_pixels_wide_or_high_are_tracked_and_recorded_without_a_cra
         assert (f"frames={frames} with_face=0" in out) if code == 0 else "frames=0" in out
         assert _frame_count(video) == (frames if code == 0 else 0) or not video.exists()
         video.unlink(missing_ok=True)
+
+
+def test_sigterm_finishes_the_files_like_ctrl_c(tmp_path, talking_clip):
+    """SIGTERM mid-run: exit 143 with a message, the .mkv finished (every recorded frame plays), the CSV whole."""
+    import os
+    import signal
+    import time
+
+    video, csv = tmp_path / "t.mkv", tmp_path / "t.csv"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "app", "track", str(talking_clip), "--out", str(video), "--landmarks", str(csv),
+         "--model", "mnv2_sdd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not csv.exists() or csv.stat().st_size < 40_000):  # about 20 frames
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 143, err
+    assert "terminated (SIGTERM): files finished" in err
+    table = read_landmark_csv(csv)
+    assert not table.incomplete_last_row
+    recorded = int(table.frame.max()) + 1
+    assert recorded < 150 and 0 <= _frame_count(video) - recorded <= 1  # the CSV row may follow its frame
+    assert os.path.getsize(video) > 0

@@ -31,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CLOSING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def close_on_signals(window) -> dict:
+    """Ctrl+C (SIGINT) and SIGTERM close the window the normal way: a running recording is finished.
+
+    Returns the previous handlers (to restore them). Python runs the handler when the event
+    loop gives it control (``main`` keeps a timer for that).
+    """
+    return {number: signal.signal(number, lambda *_: window.close()) for number in CLOSING_SIGNALS}
+
+
 def _headless() -> bool:
     return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
@@ -61,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         max_speed=args.max_speed,
     )
     window.show()
-    # Ctrl+C in the terminal closes the window the normal way (a running recording is finished).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    close_on_signals(window)
     wake_python = QTimer()
     wake_python.timeout.connect(lambda: None)  # lets Python run its signal handlers during app.exec()
     wake_python.start(250)

@@ -1,7 +1,9 @@
 """The command line end to end, with the real detector and model on a real clip."""
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -215,3 +217,53 @@ def test_sigterm_finishes_the_files_like_ctrl_c(tmp_path, talking_clip):
     recorded = int(table.frame.max()) + 1
     assert recorded < 150 and 0 <= _frame_count(video) - recorded <= 1  # the CSV row may follow its frame
     assert os.path.getsize(video) > 0
+
+
+@pytest.mark.parametrize("model", ["r18_ffld", "mediapipe68"])
+def test_stderr_has_no_native_log_lines_and_no_message_twice(talking_clip, model):
+    """MediaPipe's TFLite/absl lines only with --verbose; a back-end fallback is said once (not also logged)."""
+    def track(*extra):
+        out = subprocess.run([sys.executable, "-m", "app", *extra, "track", str(talking_clip), "--max-frames", "20",
+                              "--model", model, "--backend", "tensorrt"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stderr.splitlines()
+
+    lines = track()
+    native = ("XNNPACK", "absl", "W0000", "I0000", "inference_feedback_manager", "landmark_projection")
+    assert not [line for line in lines if any(word in line for word in native)], lines
+    said = [line.removeprefix("WARNING: ") for line in lines]
+    assert len(said) == len(set(said)), lines
+    if model == "r18_ffld" and not select_backend_available("tensorrt"):
+        assert said == ["TensorRT FP16 is unavailable (TensorRT is not installed).",
+                        "Running r18_ffld.onnx on ONNX Runtime CPU instead of TensorRT FP16."]
+    assert any("XNNPACK" in line for line in track("--verbose"))
+
+
+def select_backend_available(name: str) -> bool:
+    from engines import Backend
+    from engines.select import backend_availability
+
+    return backend_availability()[Backend(name)] is None
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in: a read-only tmp folder, or /sys when running as root
+    (root ignores permission bits; sysfs refuses new files to everyone)."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("video_name", ["{ro}/o.avi", "{tmp}/o.mp4"])
+def test_a_video_that_cannot_be_written_says_why_and_leaves_no_landmark_file(tmp_path, talking_clip, capsys,
+                                                                            video_name):
+    video = video_name.format(ro=_unwritable_folder(tmp_path), tmp=tmp_path)
+    csv = tmp_path / "o.csv"
+    assert main(["track", str(talking_clip), "--out", video, "--landmarks", str(csv), "--max-frames", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot record {video}: ")
+    assert ("is not writable (Permission denied)" in err) if video.endswith(".avi") else "'.mp4' is not supported" in err
+    assert not csv.exists()

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from app.gui.system_libs import drop_cv2_plugin_path, window_libraries_problem
 from app.gui.values import SourceSpec
 
 
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no display found (DISPLAY and WAYLAND_DISPLAY are unset): run the app on a desktop, "
               "under xvfb-run, or with QT_QPA_PLATFORM=offscreen for an invisible window", file=sys.stderr)
         return 2
+    problem = window_libraries_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.gui.settings import APPLICATION, ORGANISATION, open_qsettings
     from app.gui.window import MainWindow
 
+    drop_cv2_plugin_path()  # after every import of cv2, before Qt reads it
     app = QApplication.instance() or QApplication(argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)

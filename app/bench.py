@@ -13,18 +13,19 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from app.argtypes import non_negative_int, positive_int
 from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
-from app.sources import open_source
+from app.sources import frames_to_end, open_source
 from app.stats import format_bench_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="video file, image folder, 300-VW clip or camera index")
     add_pipeline_arguments(parser)
-    parser.add_argument("--max-frames", type=int, default=300, help="frames to time (default 300)")
-    parser.add_argument("--warmup", type=int, default=10, help="frames run before timing starts (default 10)")
-    parser.add_argument("--model-only", type=int, default=200, metavar="N",
+    parser.add_argument("--max-frames", type=positive_int, default=300, help="frames to time (default 300)")
+    parser.add_argument("--warmup", type=non_negative_int, default=10, help="frames run before timing starts (default 10)")
+    parser.add_argument("--model-only", type=non_negative_int, default=200, metavar="N",
                         help="then time the model alone N times at batch 1 (default 200; 0: skip)")
 
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     with open_source(args.source) as source, TrackingSession(pipeline_from_args(args), stats_window=None) as session:
         pipeline = session.pipeline
         backend = pipeline.model.backend
-        for index, frame in enumerate(tqdm(source, total=args.warmup + args.max_frames, unit="frame", disable=None)):
+        for index, frame in enumerate(tqdm(frames_to_end(source), total=args.warmup + args.max_frames, unit="frame", disable=None)):
             if index == args.warmup:
                 session.stats.reset()
             if index >= args.warmup + args.max_frames:

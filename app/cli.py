@@ -4,7 +4,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
+
+from app import exit_codes
 
 # command name -> (module with add_arguments/run, help text)
 COMMANDS = {
@@ -28,16 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl+C's KeyboardInterrupt so every file is finished the same way."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit statuses are in ``app.exit_codes``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.run(args)
+    except Terminated:
+        print("terminated (SIGTERM): files finished", file=sys.stderr)
+        return exit_codes.TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return exit_codes.INTERRUPTED
     except (OSError, ValueError, RuntimeError) as error:
         # Bad input (missing or corrupt files, unknown names, absent cameras) ends here with its
         # message; the exception classes of the project derive from these.
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_codes.ERROR
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

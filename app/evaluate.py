@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from app.argtypes import positive_float, positive_int
 from app.plots import plot_ced
 from models.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
@@ -305,8 +305,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"detector for --mode detector (default {DEFAULT_DETECTOR})")
     parser.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
     parser.add_argument("--backend", default="auto", help="engine for our networks: auto, tensorrt, ort-cuda, ort-cpu")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="AUC / FR threshold (default 0.08)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
+    parser.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD, help="AUC / FR threshold (default 0.08)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N images (by name)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the CSV and CED plot (default {DEFAULT_OUT})")
 
 
@@ -325,12 +325,6 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.model.split(",") if n.strip()]
     if not names:
         print("error: --model names no landmark model", file=sys.stderr)
-        return 2
-    if args.limit is not None and args.limit < 1:
-        print("error: --limit must be at least 1", file=sys.stderr)
-        return 2
-    if not (0 < args.threshold < math.inf):
-        print("error: --threshold must be a positive number", file=sys.stderr)
         return 2
 
     def message(text: str) -> None:

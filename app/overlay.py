@@ -277,6 +277,8 @@ def draw_stats_panel(image: np.ndarray, summary: StatsSummary) -> np.ndarray:
     layout = stats_panel_layout(image.shape, summary)
     x, y, pw, ph = layout.rect
     roi = image[y : y + ph, x : x + pw]
+    if roi.size == 0:  # a frame a few pixels wide or high has no room for the panel
+        return image
     roi[:] = cv2.addWeighted(roi, 1.0 - PANEL_OPACITY, np.full_like(roi, PANEL_BACKGROUND), PANEL_OPACITY, 0)
     right = x + pw - layout.pad
     for i, (label, value) in enumerate(layout.lines):

@@ -18,6 +18,7 @@ from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
 from app.types import FaceResult, Frame, FrameResult, StageTimings
 from models import align
 from models.detectors import FaceDetector, create_detector
+from models.detectors.base import MIN_IMAGE_SIDE
 from models.landmark_model import LandmarkModel
 from models.registry import default_model, load_landmark_model
 from models.landmarks68 import NUM_LANDMARKS
@@ -113,6 +114,8 @@ class Pipeline:
         self.close()
 
     def _detect(self, frame: Frame, timings: StageTimings) -> list[Detection]:
+        if min(frame.image.shape[:2]) < MIN_IMAGE_SIDE:
+            return []  # a frame a pixel wide or high holds no face
         with _timed(timings, "detect"):
             return self.detector.detect(frame.image)[: self.options.tracker.max_faces]
 

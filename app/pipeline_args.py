@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from app.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions, build_pipeline
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
@@ -18,12 +19,13 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detector", default=DEFAULT_DETECTOR, help="blazeface, retinaface or yunet")
     group.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
     group.add_argument("--no-smooth", action="store_true", help="switch the One Euro filter off")
-    group.add_argument("--min-cutoff", type=float, default=OneEuroParams.min_cutoff, help="One Euro min cutoff (Hz)")
-    group.add_argument("--beta", type=float, default=OneEuroParams.beta, help="One Euro speed coefficient")
-    group.add_argument("--redetect-interval", type=int, default=TrackerOptions.redetect_interval,
+    group.add_argument("--min-cutoff", type=positive_float, default=OneEuroParams.min_cutoff, help="One Euro min cutoff (Hz)")
+    group.add_argument("--beta", type=non_negative_float, default=OneEuroParams.beta, help="One Euro speed coefficient")
+    group.add_argument("--redetect-interval", type=non_negative_int, default=TrackerOptions.redetect_interval,
                        help="frames between detector runs while tracking (0: only when lost)")
     group.add_argument("--detect-every-frame", action="store_true", help="no tracking: detect on every frame")
-    group.add_argument("--max-faces", type=int, default=TrackerOptions.max_faces)
+    group.add_argument("--max-faces", type=positive_int, default=TrackerOptions.max_faces,
+                       help=f"most faces tracked at once (default {TrackerOptions.max_faces})")
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:

@@ -27,6 +27,18 @@ price is size (about 1.4 MiB/s at 640x480, 30 fps; lower ``quality`` for less).
 last column/row of odd-sized frames. ``.mp4`` is refused: nothing is playable until
 it is closed.
 
+OpenCV's writers report no write errors (a full disk, a file-size limit or quota
+is silently ignored), so ``VideoRecorder`` checks that the file keeps growing. Both
+writers buffer (OpenCV's MJPEG writer 32 KiB, FFmpeg 256 KiB), so the file must have
+grown before the frames written since it last grew could fill two buffers, counting
+each frame at a size no MJPEG frame goes below (600 bytes of tables plus 1 byte per
+1024 pixels): no false alarm, at the price of noticing a failure up to a few seconds
+late. Closing an ``.avi`` also checks that every frame is in the file. When writing
+failed, the recording stops with a RecordingError that names the file, and
+``frames_kept`` says how many frames the file really holds (``.avi``: from its chunk
+headers; ``.mkv``: read back); every one of them plays. The landmark CSV's write
+errors become RecordingError naming the file too.
+
 A recording cut short has no index: players and ``VideoFileSource`` read it
 sequentially (frame count unknown; seeking steps forward from the start).
 
@@ -39,6 +51,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shutil
+import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +73,83 @@ CSV_HEADER = (
 )
 
 
+WRITER_API = {".avi": cv2.CAP_OPENCV_MJPEG, ".mkv": cv2.CAP_FFMPEG}
+WRITER_BUFFER_BYTES = {".avi": 32 * 2**10, ".mkv": 256 * 2**10}  # what each writer holds before it writes
+FULL_DISK_BYTES = 2**20  # less room than this on the drive is reported as "the disk is full"
+
+
 class RecordingError(RuntimeError):
     """A recording cannot be started or continued; the message names the file and the problem."""
+
+
+def why_not_writable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (None when they can): checked before any output is made."""
+    if not folder.is_dir():
+        return f"folder {folder} does not exist"
+    try:  # the real test: permissions, read-only drives, and what else the system refuses
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".facetrack-probe-"):
+            pass
+    except OSError as error:
+        return f"folder {folder} is not writable ({error.strerror or error})"
+    return None
+
+
+def check_video_target(path: Path) -> int:
+    """The OpenCV writer back-end for ``path``, or a RecordingError saying why it cannot be recorded."""
+    suffix = path.suffix.lower()
+    if suffix not in WRITER_API:
+        raise RecordingError(
+            f"cannot record {path}: container '{suffix}' is not supported; use .avi (default) or .mkv, "
+            "which stay playable if the app is killed (.mp4 does not)"
+        )
+    reason = why_not_writable(path.parent)
+    if reason:
+        raise RecordingError(f"cannot record {path}: {reason}")
+    return WRITER_API[suffix]
+
+
+def _no_room_reason(path: Path, error: str | None = None) -> str:
+    """The likely cause when ``path`` stopped growing: the free space on its drive decides."""
+    free = shutil.disk_usage(path.parent).free
+    if free < FULL_DISK_BYTES:
+        return f"the disk is full ({free / 2**10:.0f} KiB left on the drive holding {path.parent})"
+    return error or "the file stopped growing (a file-size limit or quota?)"
+
+
+def complete_avi_frames(path: Path) -> int:
+    """Frames whose data lies wholly inside an AVI file (a file cut short has no index to ask)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(12)[8:12] != b"AVI ":
+            return 0
+        offset = 12
+        while offset + 12 <= size:  # top level: find LIST movi
+            f.seek(offset)
+            kind, length, list_type = struct.unpack("<4sI4s", f.read(12))
+            if kind == b"LIST" and list_type == b"movi":
+                break
+            offset += 8 + length + (length & 1)
+        else:
+            return 0
+        frames, chunk = 0, offset + 12
+        while chunk + 8 <= size:
+            f.seek(chunk)
+            kind, length = struct.unpack("<4sI", f.read(8))
+            if length == 0 or chunk + 8 + length > size:  # a chunk being written: size not yet patched in
+                break
+            frames += kind[2:] in (b"dc", b"db")
+            chunk += 8 + length + (length & 1)
+    return frames
+
+
+def readable_frames(path: Path) -> int:
+    """Frames OpenCV decodes from ``path``, read to the end."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
 
 
 def _letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -102,18 +192,8 @@ class VideoRecorder:
             raise RecordingError(f"cannot record {self.path}: fps must be positive, got {fps}")
         if min(self.frame_size) <= 0:
             raise RecordingError(f"cannot record {self.path}: bad frame size {self.frame_size}")
-        if not self.path.parent.is_dir():
-            raise RecordingError(f"cannot record {self.path}: folder {self.path.parent} does not exist")
+        api = check_video_target(self.path)
         suffix = self.path.suffix.lower()
-        if suffix == ".avi":
-            api = cv2.CAP_OPENCV_MJPEG
-        elif suffix == ".mkv":
-            api = cv2.CAP_FFMPEG
-        else:
-            raise RecordingError(
-                f"cannot record {self.path}: container '{suffix}' is not supported; use .avi (default) or .mkv, "
-                "which stay playable if the app is killed (.mp4 does not)"
-            )
         fourcc = cv2.VideoWriter_fourcc(*"MJPG")
         self._writer = cv2.VideoWriter(str(self.path), api, fourcc, self.fps, self.frame_size)
         if not self._writer.isOpened():
@@ -123,6 +203,11 @@ class VideoRecorder:
             self._writer.set(cv2.VIDEOWRITER_PROP_QUALITY, float(quality))
         self.frames_written = 0
         self.frames_resized = 0
+        self.frames_kept: int | None = None  # set when writing failed: frames the file really holds
+        self._buffer_bytes = WRITER_BUFFER_BYTES[suffix]
+        self._size = self.path.stat().st_size if self.path.exists() else 0
+        self._since_growth = 0  # frames written since the file last grew
+        self._least_frame_bytes = 600 + self.frame_size[0] * self.frame_size[1] // 1024
         self._closed = False
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
@@ -149,15 +234,67 @@ class VideoRecorder:
         return image
 
     def write(self, image: np.ndarray) -> None:
+        """Append a frame; RecordingError (the recording is then closed) when the file stops growing."""
         if self._closed:
             raise RecordingError(f"{self.path}: recording already closed")
         self._writer.write(self._prepare(np.asarray(image)))
         self.frames_written += 1
+        self._check_growth()
+
+    def _check_growth(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except OSError as error:
+            self._fail(f"the file cannot be read back ({error.strerror})")
+        if size > self._size:
+            self._size, self._since_growth = size, 0
+            return
+        self._since_growth += 1
+        if (
+            self._since_growth * self._least_frame_bytes > 2 * self._buffer_bytes
+            or shutil.disk_usage(self.path.parent).free < self._buffer_bytes  # the next block would not fit
+        ):
+            self._fail(_no_room_reason(self.path))
+
+    def _count_kept(self) -> int:
+        return complete_avi_frames(self.path) if self.path.suffix.lower() == ".avi" else readable_frames(self.path)
+
+    def _fail(self, reason: str) -> None:
+        self._release()
+        self.frames_kept = self._count_kept()
+        raise self._lost_frames_error(reason)
+
+    def _lost_frames_error(self, reason: str) -> RecordingError:
+        return RecordingError(
+            f"recording to {self.path} stopped: {reason}; the file keeps the first {self.frames_kept} "
+            f"of {self.frames_written} frames, which play"
+        )
+
+    def _release(self) -> None:
+        self._closed = True
+        self._writer.release()
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._writer.release()
+        """Finish the file; RecordingError when it turns out to miss frames (see ``frames_kept``).
+
+        An .avi is always checked (its chunk headers); an .mkv is read back when its last
+        block may not have been written (the file did not grow, or the drive is nearly full).
+        """
+        if self._closed:
+            return
+        self._release()
+        if not self.frames_written:
+            return
+        doubtful = (
+            self.path.suffix.lower() == ".avi"
+            or self._since_growth and self.path.stat().st_size <= self._size
+            or shutil.disk_usage(self.path.parent).free < self._buffer_bytes
+        )
+        if doubtful:
+            kept = self._count_kept()
+            if kept < self.frames_written:
+                self.frames_kept = kept
+                raise self._lost_frames_error(_no_room_reason(self.path))
 
     @property
     def closed(self) -> bool:
@@ -181,38 +318,57 @@ class LandmarkCsvWriter:
     def __init__(self, path: str | Path, *, raw: bool = False) -> None:
         self.path = Path(path)
         self.raw = raw
-        if not self.path.parent.is_dir():
-            raise RecordingError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        reason = why_not_writable(self.path.parent)
+        if reason:
+            raise RecordingError(f"cannot write {self.path}: {reason}")
         try:
             self._file = self.path.open("w", newline="", encoding="utf-8")
         except OSError as error:
             raise RecordingError(f"cannot write {self.path}: {error.strerror}") from None
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(CSV_HEADER)
-        self._file.flush()
         self.rows_written = 0
         self._closed = False
+        self._failed = False
+        self._guarded(lambda: self._csv.writerow(CSV_HEADER))
 
     def write(self, frame_result: FrameResult) -> None:
         if self._closed:
             raise RecordingError(f"{self.path}: landmark file already closed")
         frame = frame_result.frame
+        rows = []
         for face in frame_result.faces:
             marks = face.raw_landmarks if self.raw else face.landmarks
             points = np.asarray(marks.points, dtype=np.float64).reshape(NUM_LANDMARKS, 2)
             confidence = np.asarray(marks.confidence, dtype=np.float64).reshape(NUM_LANDMARKS)
-            self._csv.writerow(
+            rows.append(
                 [frame.index, f"{frame.timestamp:.6f}", face.track_id]
                 + [f"{v:.3f}" for v in points.ravel()]
                 + [f"{v:.4f}" for v in confidence]
             )
-            self.rows_written += 1
-        self._file.flush()
+        self._guarded(lambda: self._csv.writerows(rows))
+        self.rows_written += len(rows)
+
+    def _guarded(self, write) -> None:
+        """Write and flush; an OSError (disk full, ...) closes the file and becomes a RecordingError naming it."""
+        try:
+            write()
+            self._file.flush()
+        except OSError as error:
+            self._failed = True
+            self.close()
+            reason = _no_room_reason(self.path, error.strerror or str(error))
+            raise RecordingError(
+                f"writing {self.path} failed: {reason}; it keeps the rows of the frames before"
+            ) from None
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as error:  # the unwritten tail of a failed write is already reported
+                if not self._failed:
+                    raise RecordingError(f"finishing {self.path} failed: {error.strerror or error}") from None
 
     @property
     def closed(self) -> bool:

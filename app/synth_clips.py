@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.argtypes import int_at_least, non_negative_int, positive_int
 from models.align import transform_points
 from models.datasets import PROJECT_ROOT, TEST_SET, data_root, list_annotated
 from models.pts import read_pts, write_pts
@@ -551,10 +552,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_OUT}/moving or /static)"
     )
-    parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="number of clips (default %(default)s)")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per clip (default %(default)s)")
+    parser.add_argument("--count", type=positive_int, default=DEFAULT_COUNT, help="number of clips (default %(default)s)")
+    parser.add_argument("--frames", type=int_at_least(2), default=DEFAULT_FRAMES, help="frames per clip (default %(default)s)")
     parser.add_argument("--static", action="store_true", help="static-face clips: fixed placement, sensor noise only")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="remake clips that are already complete")
     parser.add_argument("--no-sheet", dest="sheet", action="store_false", help="skip the contact sheet")
 
@@ -562,9 +563,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     source = args.source_dir or data_root() / TEST_SET
     out = args.out or DEFAULT_OUT / ("static" if args.static else "moving")
-    if args.count < 1 or args.frames < 2:
-        print("synth-clips: --count must be >= 1 and --frames >= 2")
-        return 2
     settings = SynthSettings(frames=args.frames, static=args.static)
     start = time.perf_counter()
     try:

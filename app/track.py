@@ -6,9 +6,13 @@ import sys
 
 from tqdm import tqdm
 
+from app import exit_codes
+from app.argtypes import positive_int
 from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
-from app.sources import open_source
+from app.sources import frames_to_end, open_source
+
+PROBLEMS_SHOWN = 10  # input problems listed after the summary; the rest are counted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--out", help="write the annotated video here (.mkv stays playable if cut short)")
     parser.add_argument("--landmarks", help="write the landmark CSV here")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,18 +35,22 @@ def run(args: argparse.Namespace) -> int:
             session.start_recording(args.out, args.landmarks, fps=source.fps or 30.0)
         frames = with_face = 0
         with tqdm(total=total, unit="frame", disable=None) as bar:
-            for frame in source:
+            for frame in frames_to_end(source):
                 if args.max_frames is not None and frames >= args.max_frames:
                     break
                 rendered = session.handle(frame)
+                if rendered.recording_error is not None:
+                    raise rendered.recording_error
                 frames += 1
                 with_face += bool(rendered.result.faces)
                 bar.update()
+        session.stop_recording()  # a file that turned out short is an error here, before the summary
         summary = session.stats.summary()
-    problem = getattr(source, "problem", None)
-    if problem:
-        say(f"warning: {problem}")
     coverage = 100.0 * with_face / frames if frames else 0.0
     fps = f"{summary.fps:.1f}" if summary.fps else "n/a"
     print(f"frames={frames} with_face={with_face} coverage={coverage:.1f}% fps={fps}")
-    return 0
+    for problem in source.problems[:PROBLEMS_SHOWN]:
+        say(f"warning: {problem}")
+    if len(source.problems) > PROBLEMS_SHOWN:
+        say(f"warning: ... and {len(source.problems) - PROBLEMS_SHOWN} more problems with {source.name}")
+    return exit_codes.INPUT_PROBLEMS if source.problems else exit_codes.OK

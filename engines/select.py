@@ -4,7 +4,7 @@
 not imported, and the GPU is found through the NVIDIA driver library (libcuda) directly.
 ``open_runner`` tries the requested back-end (or the fastest available for "auto") and
 then every slower available one, ending with ONNX Runtime CPU; each fallback is reported
-through ``on_message`` and ``logging``. A missing or corrupt model file raises
+once: through ``on_message`` when given (the caller shows it), else through ``logging``. A missing or corrupt model file raises
 ``ModelFileError`` at once, since no back-end can run it.
 """
 
@@ -198,9 +198,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _tell(on_message: MessageCallback | None, text: str, level: int = logging.WARNING) -> None:
-    log.log(level, text)
+    """Say ``text`` once: to ``on_message`` when the caller listens (it shows it), else to the log."""
     if on_message is None:
+        log.log(level, text)
         return
+    log.debug("%s", text)
     try:
         on_message(text)
     except Exception:

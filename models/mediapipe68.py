@@ -43,6 +43,7 @@ from models.landmark_model import LandmarkModel
 from models.landmarks68 import NUM_LANDMARKS
 from models.metrics import nme_per_face, normalising_distances
 from models.mediapipe68_map import MEAN_SHAPE, MESH_TO_68
+from models.native_logs import quiet_native_logs
 from models.types import AlignedCrop, Landmarks
 
 INPUT_SIZE = 256
@@ -117,20 +118,31 @@ class MediaPipe68(LandmarkModel):
     ) -> None:
         face_mesh = _face_mesh_module()
         self._vertices = MESH_VERTICES + (10 if REFINE_LANDMARKS else 0)
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=static_image_mode,
-            max_num_faces=1,
-            refine_landmarks=REFINE_LANDMARKS,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=0.5,
-        )
+        with quiet_native_logs():  # the graph starts (and logs) on its first frame: give it one here
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=static_image_mode,
+                max_num_faces=1,
+                refine_landmarks=REFINE_LANDMARKS,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=0.5,
+            )
+            self._mesh.process(np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+        self._first_face_seen = False  # the graph logs once more when it first projects a face
+
+    def _process(self, image_rgb: np.ndarray):
+        if self._first_face_seen:
+            return self._mesh.process(image_rgb)
+        with quiet_native_logs():
+            result = self._mesh.process(image_rgb)
+        self._first_face_seen = bool(result.multi_face_landmarks)
+        return result
 
     def infer(self, crops: Sequence[AlignedCrop]) -> np.ndarray:
         if self._mesh is None:
             raise RuntimeError("mediapipe68 is closed")
         out = np.full((len(crops), self._vertices, 2), np.nan)
         for i, crop in enumerate(crops):
-            result = self._mesh.process(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB))
+            result = self._process(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB))
             if result.multi_face_landmarks:
                 landmarks = result.multi_face_landmarks[0].landmark
                 out[i] = [(p.x, p.y) for p in landmarks]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -501,3 +502,104 @@ def test_recording_into_an_unusable_folder_is_reported_and_playback_goes_on(qtbo
     count = len(recorder.packets)
     wait_frames(qtbot, recorder, count + 5)
     assert recorder.indices == list(range(len(recorder.packets)))
+
+
+def _written_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
+
+
+def test_a_full_disk_while_recording_stops_the_recording_with_a_true_figure_and_tracking_goes_on(
+    qtbot, make_window, talking_clip
+):
+    """A full disk without root: this process's file-size limit (RLIMIT_FSIZE) is lowered to 100 kB while it
+    records, with SIGXFSZ ignored, so writes past it fail with EFBIG as they fail with ENOSPC on a full
+    drive. The landmark file fills first (the video's failure shows a little later, see app/recording.py)."""
+    import resource
+    import signal
+
+    window = make_window(max_speed=True)
+    recorder = Recorder(window)
+    window.open_video(talking_clip)
+    wait_frames(qtbot, recorder, 3)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, limits[1]))
+    try:
+        window.toggle_recording()
+        qtbot.waitUntil(lambda: any("Recording stopped" in text for text in errors(window)), timeout=PLAY_S * 1000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    qtbot.waitUntil(lambda: window.recording is None, timeout=10000)
+    message = window.message_label.text()
+    assert message == errors(window)[-1] and "File too large" in message and ".csv" in message
+    kept = re.search(r"Kept (\S+) and (\S+) \((\d+) frames\)", message)
+    assert kept, message
+    assert int(kept.group(3)) == _written_frames(kept.group(1))
+    assert not any("Finishing the recording failed" in text for text in errors(window))
+    assert not window.record_action.isChecked() and not window.recording_label.isVisible()
+    count = len(recorder.packets)
+    wait_frames(qtbot, recorder, count + 5)  # tracking goes on
+    assert recorder.indices == list(range(len(recorder.packets))) and recorder.packets[-1].tracked
+
+
+def test_a_truncated_video_ends_with_its_warning_in_the_status_bar(qtbot, make_window, talking_clip, tmp_path):
+    clip = tmp_path / "cut.avi"
+    capture = cv2.VideoCapture(str(talking_clip))
+    writer = cv2.VideoWriter(str(clip), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30, (512, 512))
+    while (frame := capture.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+    clip.write_bytes(clip.read_bytes()[: clip.stat().st_size * 3 // 10])
+    window = make_window(max_speed=True)
+    recorder = Recorder(window)
+    window.open_video(clip)
+    qtbot.waitUntil(lambda: any("End of" in text for _, text in window.messages), timeout=PLAY_S * 1000)
+    qtbot.wait(300)
+    last = len(recorder.packets)
+    assert re.fullmatch(rf"End of cut.avi: video ended at frame {last} of 183: the file looks truncated .*",
+                        window.message_label.text())
+    assert window.messages[-1][0] == "warning" and errors(window) == []
+
+
+@pytest.mark.parametrize("size", [(640, 3), (3, 3)])
+def test_frames_a_few_pixels_high_play_without_errors(qtbot, make_window, tmp_path, size):
+    clip = tmp_path / "thin.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+    for i in range(20):
+        writer.write(np.full((size[1], size[0], 3), 10 * i, np.uint8))
+    writer.release()
+    window = make_window(max_speed=True)
+    recorder = Recorder(window)
+    window.open_video(clip)
+    wait_frames(qtbot, recorder, 20)
+    assert all(p.tracked for p in recorder.packets) and errors(window) == []
+
+
+def test_sigterm_closes_the_window_and_finishes_the_recording(qtbot, make_window, talking_clip):
+    import signal
+
+    from app.gui.main import close_on_signals
+
+    window = make_window(max_speed=True)
+    recorder = Recorder(window)
+    window.open_video(talking_clip)
+    wait_frames(qtbot, recorder, 3)
+    previous = close_on_signals(window)
+    try:
+        window.toggle_recording()
+        qtbot.waitUntil(lambda: sum(p.recording is not None for p in recorder.packets) >= 10, timeout=PLAY_S * 1000)
+        os.kill(os.getpid(), signal.SIGTERM)
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert not window.worker.isRunning()
+    recorded = [p for p in recorder.packets if p.recording is not None]
+    assert len(recorded) <= _written_frames(recorded[0].recording.video) <= len(recorded) + 2
+    assert ("info", "Finishing the recording…") in window.messages

@@ -213,3 +213,11 @@ def test_a_bad_image_is_rejected_with_a_clear_message(sample) -> None:
         draw_frame_result(image[:, :, 0], make_result(image, points))
     with pytest.raises(ValueError, match="uint8"):
         draw_frame_result(image.astype(np.float32), make_result(image, points))
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 3), (3, 640, 3), (480, 2, 3), (1, 1, 3)])
+def test_a_frame_too_small_for_the_panel_is_drawn_without_it(shape) -> None:
+    image = np.full(shape, 90, np.uint8)
+    frame = Frame(image, 0, 0.0)
+    out = draw_frame_result(image, FrameResult(frame, ()), stats=LatencyStats().summary())
+    assert out.shape == shape and np.array_equal(out, image)

@@ -247,12 +247,37 @@ def test_empty_and_missing_image_folders(tmp_path):
         ImageFolderSource(tmp_path / "absent")
 
 
-def test_non_image_with_image_suffix_is_skipped_and_named(image_folder):
-    (image_folder / "frame5.png").write_text("not a png")
+def _spoil(folder):
+    """Four bad files among the 12 frames: garbage bytes, a header-only JPEG, a PNG cut short, a 1x1 image."""
+    (folder / "frame2.png").write_bytes(b"garbage, no image signature")
+    jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
+    (folder / "frame3.png").unlink()
+    (folder / "frame3.jpg").write_bytes(jpeg[: jpeg.index(b"\xff\xda")])  # every header, no image data
+    header = (folder / "frame5.png").read_bytes()[:16]
+    (folder / "frame5.png").write_bytes(header + b"\0" * 200)
+    cv2.imwrite(str(folder / "frame8.png"), np.zeros((1, 1, 3), np.uint8))
+    return {2: "frame2.png", 3: "frame3.jpg", 5: "frame5.png", 8: "frame8.png"}
+
+
+def test_one_rule_for_bad_images_skip_report_carry_on_numbered_by_file(image_folder, caplog):
+    """Every bad file is skipped, named once in ``problems`` and the log; the others keep their file's number."""
+    bad = _spoil(image_folder)
     with ImageFolderSource(image_folder) as source:
-        assert source.frame_count == 11
-        assert len(source.problems) == 1 and "frame5.png: not a readable image, skipped" in source.problems[0]
-        assert all(f.image.shape == (256, 256, 3) for f in source)
+        assert source.frame_count == 12
+        frames = read_all(source)
+        assert [f.index for f in frames] == [i for i in range(12) if i not in bad]
+        assert all(f.image.shape == (256, 256, 3) for f in frames)
+        assert len(source.problems) == 4
+        for problem, (index, name) in zip(source.problems, sorted(bad.items())):
+            assert name in problem and f"(frame {index})" in problem and problem.endswith("skipped")
+        assert "1x1 pixels is too small" in source.problems[3]
+        assert source.frame_at(5).index == 6  # a bad frame's number gives the next good one
+        assert source.step_back().index == 4  # stepping back jumps over bad files too
+        source.frame_at(9)
+        assert source.step_back().index == 7
+        read_all(source)
+        assert len(source.problems) == 4  # each reported once
+    assert sum("skipped" in r.getMessage() for r in caplog.records) == 4
 
 
 def test_folder_with_only_unreadable_images(tmp_path):
@@ -261,14 +286,16 @@ def test_folder_with_only_unreadable_images(tmp_path):
         ImageFolderSource(tmp_path)
 
 
-def test_image_that_fails_to_decode_names_the_file_and_source_goes_on(image_folder):
-    header = (image_folder / "frame3.png").read_bytes()[:16]  # a PNG signature, then garbage
-    (image_folder / "frame3.png").write_bytes(header + b"\0" * 200)
-    with ImageFolderSource(image_folder) as source:
-        assert source.frame_at(2).index == 2
-        with pytest.raises(SourceError, match="cannot decode image .*frame3.png \\(frame 3\\)"):
-            source.read()
-        assert source.frame_at(4).index == 4
+def test_a_folder_of_bad_images_tracks_to_the_end_and_exits_with_the_problems_code(image_folder, capsys):
+    from app.cli import main
+
+    bad = _spoil(image_folder)
+    csv = image_folder.parent / "o.csv"
+    assert main(["track", str(image_folder), "--landmarks", str(csv), "--model", "mnv2_sdd"]) == 3
+    captured = capsys.readouterr()
+    assert "frames=8 " in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 4 and all(name in w for w, name in zip(warnings, bad.values()))
 
 
 # -- 300-VW clips -------------------------------------------------------------------

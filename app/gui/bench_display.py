@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.argtypes import non_negative_int, positive_float, positive_int
+
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -33,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", help="video file or 300-VW clip folder")
     parser.add_argument("--model", help="landmark model (default: the first installed network)")
     parser.add_argument("--backend", default="auto")
-    parser.add_argument("--frames", type=int, default=150, help="painted frames to measure (default 150)")
-    parser.add_argument("--warmup", type=int, default=10, help="painted frames ignored first (default 10)")
+    parser.add_argument("--frames", type=positive_int, default=150, help="painted frames to measure (default 150)")
+    parser.add_argument("--warmup", type=non_negative_int, default=10, help="painted frames ignored first (default 10)")
     parser.add_argument("--switch-to", help="a second model: measure switching to it and back during playback")
-    parser.add_argument("--switches", type=int, default=4, help="cached switches to time (default 4)")
+    parser.add_argument("--switches", type=non_negative_int, default=4, help="cached switches to time (default 4)")
     parser.add_argument("--assets", help="folder of ONNX models and manifests (default: the project's assets/)")
     parser.add_argument("--size", default="1280x800", help="window size (default 1280x800)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--timeout", type=positive_float, default=300.0, help="give up after this many seconds")
     return parser
 
 

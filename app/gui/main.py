@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from app.gui.system_libs import drop_cv2_plugin_path, window_libraries_problem
 from app.gui.values import SourceSpec
 
 
@@ -31,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CLOSING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def close_on_signals(window) -> dict:
+    """Ctrl+C (SIGINT) and SIGTERM close the window the normal way: a running recording is finished.
+
+    Returns the previous handlers (to restore them). Python runs the handler when the event
+    loop gives it control (``main`` keeps a timer for that).
+    """
+    return {number: signal.signal(number, lambda *_: window.close()) for number in CLOSING_SIGNALS}
+
+
 def _headless() -> bool:
     return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
@@ -43,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no display found (DISPLAY and WAYLAND_DISPLAY are unset): run the app on a desktop, "
               "under xvfb-run, or with QT_QPA_PLATFORM=offscreen for an invisible window", file=sys.stderr)
         return 2
+    problem = window_libraries_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -50,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.gui.settings import APPLICATION, ORGANISATION, open_qsettings
     from app.gui.window import MainWindow
 
+    drop_cv2_plugin_path()  # after every import of cv2, before Qt reads it
     app = QApplication.instance() or QApplication(argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
@@ -61,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         max_speed=args.max_speed,
     )
     window.show()
-    # Ctrl+C in the terminal closes the window the normal way (a running recording is finished).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    close_on_signals(window)
     wake_python = QTimer()
     wake_python.timeout.connect(lambda: None)  # lets Python run its signal handlers during app.exec()
     wake_python.start(250)

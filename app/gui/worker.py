@@ -44,7 +44,6 @@ from app.gui.values import (
 from models.metrics import MISS, count_misses, mean_nme, nme
 from app.overlay import OverlayOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions
-from app.recording import RecordingError
 from app.session import TrackingSession
 from app.sources import FrameSource, SourceError, TruncatedVideoError
 from app.types import Frame
@@ -189,6 +188,7 @@ class TrackingWorker(QThread):
         self._last_image: np.ndarray | None = None
         self._switch_started: float | None = None
         self._recording: RecordingInfo | None = None
+        self._problems_reported = 0  # of the open source's problems, already in the status bar
 
     # -- requests (any thread) ------------------------------------------------
     def _request(self, kind: str, value: object = None) -> None:
@@ -407,6 +407,7 @@ class TrackingWorker(QThread):
             self._session.stats.reset()
         self._errors = {}
         self._last_image = None
+        self._problems_reported = len(source.problems)
         size = getattr(source, "frame_size", None) or (0, 0)
         self.source_opened.emit(
             SourceInfo(spec, source.frame_count, source.fps, size[0], size[1], has_ground_truth=spec.kind == "clip")
@@ -653,9 +654,8 @@ class TrackingWorker(QThread):
     def _process_next(self) -> None:
         try:
             item = self._read()
-        except TruncatedVideoError as error:
-            self.message.emit("warning", str(error))
-            item = None
+        except TruncatedVideoError:
+            item = None  # every readable frame was shown; _end_of_source reports the problem
         except SourceError as error:
             self._show_next = False
             self._lose_source(error)
@@ -673,21 +673,24 @@ class TrackingWorker(QThread):
         self._emit(frame, read_time)
 
     def _end_of_source(self) -> None:
+        """Stop at the end; a problem met on the way (a truncated file) is said with the end, as a warning."""
+        problems = self._source.problems
+        if len(problems) > self._problems_reported:
+            self._problems_reported = len(problems)
+            self.message.emit("warning", f"End of {self._source.name}: {problems[-1]}")
+        elif self._playing:
+            self.message.emit("info", f"End of {self._source.name}")
         if self._playing:
             self._set_playing(False)
-            self.message.emit("info", f"End of {self._source.name}")
 
     def _emit(self, frame: Frame, read_time: float) -> None:
         session = self._session
         accuracy = None
         switch_ms = None
         if session is not None:
-            try:
-                rendered = session.handle(frame)
-            except RecordingError as error:  # e.g. the disk is full: stop recording, keep tracking
-                self.message.emit("error", f"Recording stopped: {error}")
-                self._finish_recording()
-                return
+            rendered = session.handle(frame)
+            if rendered.recording_error is not None:  # e.g. the disk is full: the recording stopped, tracking goes on
+                self._finish_recording(f"Recording stopped: {rendered.recording_error}")
             image, faces, stats = rendered.image, rendered.result.faces, rendered.stats
             if frame.ground_truth is not None:
                 self._errors[frame.index] = best_match_nme(faces, frame.ground_truth)
@@ -756,19 +759,25 @@ class TrackingWorker(QThread):
         self._recording = RecordingInfo(video, landmarks, 0)
         self.recording_changed.emit(self._recording)
 
-    def _finish_recording(self) -> None:
+    def _finish_recording(self, problem: str | None = None) -> None:
+        """Stop recording and say what was saved: one message, an error when ``problem`` or closing went wrong."""
         info = self._recording
         if self._session is not None:
             try:
                 self._session.stop_recording()
             except (OSError, RuntimeError) as error:
-                self.message.emit("error", f"Finishing the recording failed: {error}")
+                problem = problem or f"Finishing the recording failed: {error}"
         if info is None:
+            if problem:
+                self.message.emit("error", problem)
             return
         frames = self._session.recorded_frames if self._session is not None else info.frames
         self._recording = None
         self.recording_changed.emit(None)
-        self.message.emit("info", f"Saved recording {info.video} and {info.landmarks} ({frames} frames)")
+        if problem:  # the figure is what the files really hold
+            self.message.emit("error", f"{problem}. Kept {info.video} and {info.landmarks} ({frames} frames)")
+        else:
+            self.message.emit("info", f"Saved recording {info.video} and {info.landmarks} ({frames} frames)")
 
     def _snapshot(self, path: str) -> None:
         if self._last_image is None:

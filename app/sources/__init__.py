@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.sources.base import FrameSource, SeekableSource, SourceError, TruncatedVideoError
+from app.sources.base import FrameSource, SeekableSource, SourceError, TruncatedVideoError, frames_to_end
 from app.sources.camera import CameraInfo, CameraSource, list_cameras
 from app.sources.clip300vw import AnnotationProblem, Clip300VWSource, is_300vw_clip
 from app.sources.images import IMAGE_SUFFIXES, ImageFolderSource
@@ -29,6 +29,7 @@ __all__ = [
     "TruncatedVideoError",
     "VIDEO_SUFFIXES",
     "VideoFileSource",
+    "frames_to_end",
     "is_300vw_clip",
     "list_cameras",
     "open_source",

@@ -44,6 +44,14 @@ class TruncatedVideoError(SourceError):
         self.declared = declared
 
 
+def frames_to_end(source: "FrameSource") -> Iterator[Frame]:
+    """Iterate ``source`` to its readable end: a truncated video just ends (the problem is in ``source.problems``)."""
+    try:
+        yield from source
+    except TruncatedVideoError:
+        return
+
+
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own log (e.g. V4L2 'can't open camera by index') for the block."""
@@ -74,13 +82,19 @@ def read_image(path: Path, index: int, flags: int = cv2.IMREAD_COLOR) -> np.ndar
 
 
 class FrameSource(ABC):
-    """Base of every source: ``read()`` the next frame (None at the end), iterate, close."""
+    """Base of every source: ``read()`` the next frame (None at the end), iterate, close.
+
+    ``problems`` lists what was wrong with the input without stopping it (a skipped
+    image, a truncated video), one message per problem naming the file; the commands
+    report them after their summary.
+    """
 
     is_live: bool = False
     seekable: bool = False
 
     def __init__(self) -> None:
         self._closed = False
+        self.problems: list[str] = []
 
     @property
     @abstractmethod

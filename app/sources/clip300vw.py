@@ -96,6 +96,7 @@ class Clip300VWSource(SeekableSource):
         if video is not None:
             self.layout = "video"
             self._video = VideoFileSource(video)
+            self.problems = self._video.problems  # a truncated vid.avi is this clip's problem
             self._fps = self._video.fps
             self.images: list[Path] = []
             self._numbers: list[int] | None = None

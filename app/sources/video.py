@@ -228,7 +228,9 @@ class VideoFileSource(SeekableSource):
             and readable < declared - _count_tolerance(declared)
         ):
             self.truncated_at = readable
-            raise TruncatedVideoError(self.path, readable, declared)
+            error = TruncatedVideoError(self.path, readable, declared)
+            self.problems.append(str(error))
+            raise error
         return None
 
     def _release(self) -> None:

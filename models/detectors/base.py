@@ -39,12 +39,15 @@ class FaceDetector(ABC):
         self.close()
 
 
+MIN_IMAGE_SIDE = 2  # pixels; smaller images hold no face (the pipeline skips detection on them)
+
+
 def check_image(image_bgr: np.ndarray) -> np.ndarray:
     """``image_bgr`` as a contiguous (H, W, 3) uint8 array, or a ValueError that says what is wrong."""
     image = np.asarray(image_bgr)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"a detector needs an (H, W, 3) uint8 BGR image, got shape {image.shape} {image.dtype}")
-    if image.shape[0] < 2 or image.shape[1] < 2:
+    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
         raise ValueError(f"image too small to search for faces: {image.shape[1]}x{image.shape[0]}")
     return np.ascontiguousarray(image)
 

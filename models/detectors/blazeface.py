@@ -18,6 +18,7 @@ import numpy as np
 from engines.base import BackendUnavailable
 from models.detectors.base import FaceDetector, by_score, check_image, make_detection
 from models.landmarks68 import KEYPOINT_NAMES
+from models.native_logs import quiet_native_logs
 from models.types import Detection
 
 RANGES = {"short": 0, "full": 1}  # mediapipe model_selection: 0 = faces within ~2 m, 1 = within ~5 m
@@ -47,9 +48,11 @@ class BlazeFaceDetector(FaceDetector):
             raise BackendUnavailable(f"the blazeface detector needs mediapipe 0.10.21 ({exc})") from exc
         self.model_range = model_range
         self.score_threshold = float(score_threshold)
-        self._solution = face_detection.FaceDetection(
-            model_selection=RANGES[model_range], min_detection_confidence=self.score_threshold
-        )
+        with quiet_native_logs():  # the graph starts (and logs) on its first frame: give it one here
+            self._solution = face_detection.FaceDetection(
+                model_selection=RANGES[model_range], min_detection_confidence=self.score_threshold
+            )
+            self._solution.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         if self._solution is None:

@@ -20,7 +20,7 @@ value of a video file is unknown). Angles depend little on it; the translation s
 
 Confidence: each point's weight is its confidence over the face's median confidence
 (confidence scales differ between models), clipped to [0, 1], times ``jaw_weight`` for the
-jaw line (0-16). Points under ``min_weight`` are left out; the pose is solved on the rest
+jaw line (0-16); a face whose median confidence is under ``min_confidence`` gets no pose. Points under ``min_weight`` are left out; the pose is solved on the rest
 by SQPnP (a global solver, cheaper here than a local one from the previous pose) and refined
 by one weighted Gauss-Newton step. A face with fewer than ``min_points`` usable points
 or a weighted reprojection error above ``max_error`` (frontal inter-ocular distances) gets
@@ -52,6 +52,7 @@ class PoseOptions:
     jaw_weight: float = 0.3  # weight factor of the jaw points (0-16)
     min_weight: float = 0.3  # points weighted less than this are left out
     min_points: int = 20  # fewer usable points: no pose
+    min_confidence: float = 0.2  # a face whose median point confidence is lower gets no pose
     max_error: float = 0.12  # weighted RMS reprojection error over the frontal inter-ocular distance
 
     def __post_init__(self) -> None:
@@ -90,15 +91,15 @@ def angles_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
 _JAW = np.array(JAW)
 
 
-def point_weights(confidence: np.ndarray, jaw_weight: float) -> np.ndarray:
+def point_weights(confidence: np.ndarray, jaw_weight: float, min_confidence: float = 0.0) -> np.ndarray:
     """Per-point weights in [0, 1]: confidence over the face's median confidence, jaw scaled down.
 
-    NaN confidences count as 0.
+    NaN confidences count as 0; all weights are 0 when the median is under ``min_confidence``.
     """
     c = np.array(confidence, dtype=np.float64)
     c[~(c > 0)] = 0.0
     median = float(np.partition(c, NUM_LANDMARKS // 2)[NUM_LANDMARKS // 2])
-    w = np.minimum(c / median, 1.0) if median > 0 else c * 0.0
+    w = np.minimum(c / median, 1.0) if median > 0 and median >= min_confidence else c * 0.0
     w[_JAW] *= jaw_weight
     return w
 
@@ -124,7 +125,8 @@ class PoseSolver:
     def solve(self, points: np.ndarray, confidence: np.ndarray | None = None) -> HeadPose | None:
         """The pose of one face, or None when too few points are usable or the fit is poor."""
         points = np.asarray(points, dtype=np.float64).reshape(NUM_LANDMARKS, 2)
-        weights = self._jaw_scale if confidence is None else point_weights(confidence, self.options.jaw_weight)
+        o = self.options
+        weights = self._jaw_scale if confidence is None else point_weights(confidence, o.jaw_weight, o.min_confidence)
         use = weights >= self.options.min_weight
         if not np.isfinite(points).all():
             use &= np.isfinite(points).all(axis=1)

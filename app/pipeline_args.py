@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from app.geometry.face import GeometryOptions
+from app.geometry.pose import DEFAULT_FOV_DEG, PoseOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions, build_pipeline
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
@@ -24,6 +26,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                        help="frames between detector runs while tracking (0: only when lost)")
     group.add_argument("--detect-every-frame", action="store_true", help="no tracking: detect on every frame")
     group.add_argument("--max-faces", type=int, default=TrackerOptions.max_faces)
+    group.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
+                       help="camera horizontal field of view in degrees, for head pose (default %(default)s)")
+    group.add_argument("--no-geometry", action="store_true", help="no head pose, openness or blinks")
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
@@ -35,6 +40,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         ),
         smoothing=not args.no_smooth,
         one_euro=OneEuroParams(min_cutoff=args.min_cutoff, beta=args.beta),
+        geometry=GeometryOptions(enabled=not args.no_geometry, pose=PoseOptions(fov_deg=args.fov)),
     )
 
 

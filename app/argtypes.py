@@ -34,3 +34,14 @@ non_negative_float = _number(float, 0.0, True, "a number >= 0")
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     return _number(int, minimum, True, f"an integer >= {minimum}")
+
+
+def field_of_view(text: str) -> float:
+    """A camera field of view in degrees: strictly between 0 and 180."""
+    value = positive_float(text)
+    if value >= 180.0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 and < 180 (degrees), got {text!r}")
+    return value
+
+
+field_of_view.__name__ = "a number > 0 and < 180"

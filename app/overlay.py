@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from app.stats import StatsSummary
-from app.types import STAGES, FrameResult
+from app.types import STAGES, FaceGeometry, FrameResult, HeadPose
 from models.landmarks68 import CONTOURS
 from models.types import Detection
 
@@ -59,6 +59,8 @@ class OverlayOptions:
     confidence_colours: bool = False  # colour each point by its confidence
     stats_panel: bool = True
     ground_truth: bool = True  # when the frame (or the caller) has it
+    pose_axes: bool = True  # head-pose axes at the nose tip (x red, y green, nose direction blue)
+    geometry_readout: bool = False  # yaw/pitch/roll, eye and mouth openness, blinks under each face
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -236,6 +238,51 @@ def draw_ground_truth(
     return image
 
 
+POSE_AXIS_MM = 60.0  # drawn length of each head axis
+POSE_AXIS_COLOURS = ((60, 60, 255), (60, 220, 60), (255, 120, 40))  # BGR: x (image right), y (down), nose
+
+
+def draw_pose_axes(image: np.ndarray, pose: HeadPose, thickness: int | None = None) -> np.ndarray:
+    """The head's x, y and nose (-z) axes from the nose tip, projected with the pose's camera."""
+    axes = np.array([[0, 0, 0], [POSE_AXIS_MM, 0, 0], [0, POSE_AXIS_MM, 0], [0, 0, -POSE_AXIS_MM]], np.float64)
+    camera_points = axes @ np.asarray(pose.rotation).T + np.asarray(pose.translation).reshape(1, 3)
+    if np.any(camera_points[:, 2] <= 1e-6):
+        return image  # an axis end behind the camera
+    camera = np.asarray(pose.camera_matrix)
+    projected = camera_points[:, :2] / camera_points[:, 2:] * camera[[0, 1], [0, 1]] + camera[:2, 2]
+    if not np.all(np.isfinite(projected)):
+        return image
+    if thickness is None:
+        thickness = max(1, line_thickness(2.5 * float(np.linalg.norm(projected[1] - projected[0]))))
+    fixed = _fixed(projected)
+    origin = tuple(map(int, fixed[0]))
+    for end, colour in zip(fixed[1:], POSE_AXIS_COLOURS):
+        cv2.line(image, origin, tuple(map(int, end)), colour, thickness, cv2.LINE_AA, SHIFT)
+    return image
+
+
+def geometry_text(geometry: FaceGeometry) -> str:
+    """The one-line readout of a face's geometry."""
+    pose = geometry.pose
+    angles = f"yaw {pose.yaw:+.0f} pitch {pose.pitch:+.0f} roll {pose.roll:+.0f}" if pose else "no pose"
+    def number(v: float) -> str:
+        return "--" if not np.isfinite(v) else f"{v:.2f}"
+    eyes = f"eyes {number(geometry.ear_left)}/{number(geometry.ear_right)}"
+    closed = " closed" if geometry.eyes_closed else ""
+    return f"{angles} {eyes}{closed} mouth {number(geometry.mouth_opening)} blinks {geometry.blink_count}"
+
+
+def draw_geometry_readout(image: np.ndarray, geometry: FaceGeometry, box: np.ndarray) -> np.ndarray:
+    """``geometry_text`` on a label just under the face's box."""
+    box = np.asarray(box, dtype=np.float64)
+    if not np.all(np.isfinite(box)):
+        return image
+    scale = max(MIN_TEXT_SCALE, min(text_scale(image.shape[1])[0], float(box[2] - box[0]) / 600.0))
+    (_, th), base = cv2.getTextSize("Ag", FONT, scale, 1)
+    _label(image, geometry_text(geometry), (box[0], box[3] + th + base + 8), BOX_COLOUR, scale, 1)
+    return image
+
+
 @dataclass(frozen=True)
 class PanelLayout:
     """Where the stats panel goes: its rectangle, the text lines and their font."""
@@ -302,7 +349,8 @@ def draw_frame_result(
     """Draw every enabled layer for ``result`` onto ``image`` (a copy unless ``in_place``).
 
     ``ground_truth`` (68, 2) defaults to ``result.frame.ground_truth``. Order, bottom
-    to top: ground truth, contours, points, detector keypoints, box, face ids, panel.
+    to top: ground truth, contours, points, detector keypoints, box, face ids, pose axes and
+    geometry readout (faces with ``geometry``), panel.
     """
     _check_image(image)
     options = options or OverlayOptions()
@@ -325,6 +373,11 @@ def draw_frame_result(
         if options.face_ids:
             conf = face.landmarks.mean_confidence if options.confidence_colours else None
             draw_face_id(canvas, face.track_id, face.box, confidence=conf)
+        if face.geometry is not None:
+            if options.pose_axes and face.geometry.pose is not None:
+                draw_pose_axes(canvas, face.geometry.pose)
+            if options.geometry_readout:
+                draw_geometry_readout(canvas, face.geometry, face.box)
     if options.stats_panel and stats is not None:
         draw_stats_panel(canvas, stats)
     return canvas

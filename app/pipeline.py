@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from app.geometry.face import FaceGeometryTracker, GeometryOptions
+from app.geometry.pose import PoseSolver, camera_matrix
 from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
 from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
 from app.types import FaceResult, Frame, FrameResult, StageTimings
@@ -33,6 +35,7 @@ class PipelineOptions:
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     smoothing: bool = True
     one_euro: OneEuroParams = field(default_factory=OneEuroParams)
+    geometry: GeometryOptions = field(default_factory=GeometryOptions)  # pose, openness, blinks
 
 
 @contextmanager
@@ -50,6 +53,7 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.tracker = FaceTracker(self.options.tracker)
         self.model = model
+        self._pose_solver: PoseSolver | None = None
 
     @property
     def model(self) -> LandmarkModel:
@@ -79,8 +83,8 @@ class Pipeline:
             detector_ran = True
             new_jobs = [job for job in self.tracker.plan(detections) if job.track is None]
             self.tracker.update(new_jobs, self._landmarks(frame, new_jobs, timings), shape)
-        with _timed(timings, "smooth"):
-            faces = tuple(self._face_result(track, frame.timestamp) for track in self.tracker.tracks)
+        with _timed(timings, "smooth"):  # smoothing and face geometry
+            faces = tuple(self._face_result(track, frame) for track in self.tracker.tracks)
         return FrameResult(frame=frame, faces=faces, timings=timings, detector_ran=detector_ran)
 
     def set_model(self, model: LandmarkModel) -> LandmarkModel:
@@ -96,8 +100,10 @@ class Pipeline:
         """Apply new tracking/smoothing options; tracks carry on."""
         self.options = options
         self.tracker.options = options.tracker
+        self._pose_solver = None
         for track in self.tracker.tracks:
             track.smoother = None
+            track.geometry = None
 
     def reset(self) -> None:
         """Forget all faces (a new source, or a seek)."""
@@ -142,15 +148,32 @@ class Pipeline:
         except ValueError:
             return None
 
-    def _face_result(self, track, timestamp: float) -> FaceResult:
+    def _face_result(self, track, frame: Frame) -> FaceResult:
         raw = track.landmarks
         shown = raw
         if self.options.smoothing:
             if track.smoother is None:
                 track.smoother = LandmarkSmoother(self.options.one_euro)
-            points = track.smoother.smooth(raw.points, timestamp, face_size(raw.points))
+            points = track.smoother.smooth(raw.points, frame.timestamp, face_size(raw.points))
             shown = Landmarks(points=points, confidence=raw.confidence)
-        return FaceResult(track_id=track.track_id, landmarks=shown, raw_landmarks=raw, detection=track.detection)
+        geometry = None
+        if self.options.geometry.enabled:
+            if track.geometry is None:
+                smoothing = self.options.one_euro if self.options.smoothing else None
+                track.geometry = FaceGeometryTracker(self.options.geometry, smoothing)
+            geometry = track.geometry.update(raw, self._solver(frame), frame.index, frame.timestamp)
+        return FaceResult(
+            track_id=track.track_id, landmarks=shown, raw_landmarks=raw, detection=track.detection, geometry=geometry
+        )
+
+    def _solver(self, frame: Frame) -> PoseSolver:
+        """The pose solver for this frame's size (the intrinsics follow the frame size)."""
+        h, w = frame.image.shape[:2]
+        solver = self._pose_solver
+        if solver is None or solver.size != (w, h):
+            options = self.options.geometry.pose
+            solver = self._pose_solver = PoseSolver(camera_matrix(w, h, options.fov_deg), options, size=(w, h))
+        return solver
 
 
 def build_pipeline(

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from app.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from app.argtypes import field_of_view, non_negative_float, non_negative_int, positive_float, positive_int
+from app.geometry.face import GeometryOptions
+from app.geometry.pose import DEFAULT_FOV_DEG, PoseOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions, build_pipeline
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
@@ -26,6 +28,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detect-every-frame", action="store_true", help="no tracking: detect on every frame")
     group.add_argument("--max-faces", type=positive_int, default=TrackerOptions.max_faces,
                        help=f"most faces tracked at once (default {TrackerOptions.max_faces})")
+    group.add_argument("--fov", type=field_of_view, default=DEFAULT_FOV_DEG,
+                       help="camera horizontal field of view in degrees, for head pose (default %(default)s)")
+    group.add_argument("--no-geometry", action="store_true", help="no head pose, openness or blinks")
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
@@ -37,6 +42,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         ),
         smoothing=not args.no_smooth,
         one_euro=OneEuroParams(min_cutoff=args.min_cutoff, beta=args.beta),
+        geometry=GeometryOptions(enabled=not args.no_geometry, pose=PoseOptions(fov_deg=args.fov)),
     )
 
 

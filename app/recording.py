@@ -66,16 +66,34 @@ from models.landmarks68 import NUM_LANDMARKS
 log = logging.getLogger(__name__)
 
 DEFAULT_VIDEO_SUFFIX = ".avi"
+GEOMETRY_COLUMNS = [
+    "yaw", "pitch", "roll", "tx", "ty", "tz", "ear_left", "ear_right", "mouth_open", "eyes_closed", "blinks",
+]  # see README "Landmark CSV"; empty where not computed (no pose, geometry off)
 CSV_HEADER = (
     ["frame", "time", "face_id"]
     + [f"{axis}{i}" for i in range(NUM_LANDMARKS) for axis in ("x", "y")]
     + [f"c{i}" for i in range(NUM_LANDMARKS)]
+    + GEOMETRY_COLUMNS
 )
 
 
 WRITER_API = {".avi": cv2.CAP_OPENCV_MJPEG, ".mkv": cv2.CAP_FFMPEG}
 WRITER_BUFFER_BYTES = {".avi": 32 * 2**10, ".mkv": 256 * 2**10}  # what each writer holds before it writes
 FULL_DISK_BYTES = 2**20  # less room than this on the drive is reported as "the disk is full"
+
+
+def _geometry_cells(geometry) -> list[str]:
+    """The GEOMETRY_COLUMNS cells of one face: empty strings for what is missing."""
+    def number(value: float, digits: int) -> str:
+        return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else ""
+
+    if geometry is None:
+        return [""] * len(GEOMETRY_COLUMNS)
+    pose = geometry.pose
+    cells = [number(v, 2) for v in (pose.yaw, pose.pitch, pose.roll)] if pose else ["", "", ""]
+    cells += [number(float(v), 1) for v in pose.translation] if pose else ["", "", ""]
+    cells += [number(geometry.ear_left, 4), number(geometry.ear_right, 4), number(geometry.mouth_opening, 4)]
+    return cells + [str(int(geometry.eyes_closed)), str(geometry.blink_count)]
 
 
 class RecordingError(RuntimeError):
@@ -308,7 +326,8 @@ class VideoRecorder:
 
 
 class LandmarkCsvWriter:
-    """One row per face per frame: ``frame,time,face_id,x0,y0,...,x67,y67,c0,...,c67``.
+    """One row per face per frame: ``frame,time,face_id,x0,y0,...,x67,y67,c0,...,c67`` and then
+    ``GEOMETRY_COLUMNS`` (head pose, eye and mouth openness, blinks; empty cells where not computed).
 
     ``time`` is the frame's timestamp in seconds, ``face_id`` the track id, points
     in 0-based frame pixels. Writes ``FaceResult.landmarks`` (what the user sees),
@@ -344,6 +363,7 @@ class LandmarkCsvWriter:
                 [frame.index, f"{frame.timestamp:.6f}", face.track_id]
                 + [f"{v:.3f}" for v in points.ravel()]
                 + [f"{v:.4f}" for v in confidence]
+                + _geometry_cells(face.geometry)
             )
         self._guarded(lambda: self._csv.writerows(rows))
         self.rows_written += len(rows)
@@ -391,6 +411,7 @@ class LandmarkTable:
     points: np.ndarray  # (N, 68, 2)
     confidence: np.ndarray  # (N, 68)
     incomplete_last_row: bool = False  # a cut-off final line (crash while writing) was skipped
+    geometry: np.ndarray | None = None  # (N, len(GEOMETRY_COLUMNS)), NaN for empty cells
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -417,19 +438,20 @@ def read_landmark_csv(path: str | Path) -> LandmarkTable:
         try:
             if len(fields) != width:
                 raise ValueError(f"{len(fields)} fields instead of {width}")
-            rows.append((int(fields[0]), float(fields[1]), int(fields[2]), [float(v) for v in fields[3:]]))
+            rows.append((int(fields[0]), float(fields[1]), int(fields[2]), [float(v) if v else math.nan for v in fields[3:]]))
         except ValueError as error:
             if is_last and not text.endswith("\n"):
                 incomplete = True
                 log.warning("%s: last line is cut off (written when the process died?), skipped", path)
                 break
             raise ValueError(f"{path}, line {number}: malformed row ({error})") from None
-    values = np.array([r[3] for r in rows], dtype=np.float64).reshape(len(rows), 3 * NUM_LANDMARKS)
+    values = np.array([r[3] for r in rows], dtype=np.float64).reshape(len(rows), width - 3)
     return LandmarkTable(
         frame=np.array([r[0] for r in rows], dtype=np.int64),
         time=np.array([r[1] for r in rows], dtype=np.float64),
         face_id=np.array([r[2] for r in rows], dtype=np.int64),
         points=values[:, : 2 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 2),
-        confidence=values[:, 2 * NUM_LANDMARKS :],
+        confidence=values[:, 2 * NUM_LANDMARKS : 3 * NUM_LANDMARKS],
         incomplete_last_row=incomplete,
+        geometry=values[:, 3 * NUM_LANDMARKS :],
     )

@@ -79,6 +79,11 @@ class LandmarkSmoother:
     def started(self) -> bool:
         return self._x is not None
 
+    @property
+    def last(self) -> np.ndarray | None:
+        """The last output (a copy), or None before the first call."""
+        return None if self._x is None else self._x.copy()
+
     def smooth(self, points: np.ndarray, timestamp: float, face_size: float) -> np.ndarray:
         """Filter one observation; returns new (N, 2) float64 points (the input is not modified)."""
         x = np.array(points, dtype=np.float64)  # copy

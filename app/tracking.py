@@ -37,6 +37,7 @@ class Track:
     frames: int = 1
     detection: Detection | None = None  # the detection that fed this frame's crop, if any
     smoother: object | None = field(default=None, repr=False)  # owned by the pipeline
+    geometry: object | None = field(default=None, repr=False)  # owned by the pipeline (app.geometry)
 
     @property
     def box(self) -> np.ndarray:

@@ -3,12 +3,13 @@
 ``TrackingSession.handle`` is the per-frame loop body shared by the ``track`` and
 ``bench`` commands and by the Qt window's worker thread: run the pipeline, draw the
 overlay (timed as the *render* stage), update the moving statistics, and append to
-the recording when one is running.
+the recording when one is running. With every overlay layer off (``track`` without
+``--out``) the frame is passed through undrawn and uncopied.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,10 @@ class TrackingSession:
         result = self.pipeline.process(frame)
         summary = self.stats.summary()
         start = time.perf_counter()
-        image = draw_frame_result(frame.image, result, self.overlay, stats=summary)
+        if any(astuple(self.overlay)):
+            image = draw_frame_result(frame.image, result, self.overlay, stats=summary)
+        else:
+            image = frame.image
         result.timings.render = (time.perf_counter() - start) * 1000.0
         self.stats.add(result.timings, time.perf_counter())
         if self._targets is not None:

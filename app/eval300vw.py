@@ -80,6 +80,7 @@ class EvalConfig:
 
     model: str = "mediapipe68"
     backend: str = "auto"
+    precision: str = "auto"
     detector: str = "blazeface"
     detector_model: str | None = None
     boxes: str = "tracker"  # "tracker" or "gt"
@@ -97,7 +98,8 @@ class EvalConfig:
     @property
     def tag(self) -> str:
         mode = "detect" if self.detect_every_frame else "track"
-        return f"{self.model}-{self.boxes}-{mode}-{'smooth' if self.smoothing else 'nosmooth'}"
+        model = self.model if self.precision == "auto" else f"{self.model}@{self.precision}"
+        return f"{model}-{self.boxes}-{mode}-{'smooth' if self.smoothing else 'nosmooth'}"
 
     def protocol(self) -> str:
         if self.boxes == "gt":
@@ -461,6 +463,7 @@ def build_eval_pipeline(config: EvalConfig, say=print):
         return build_pipeline(
             model=config.model,
             backend=config.backend,
+            precision=config.precision,
             detector=config.detector,
             detector_model=config.detector_model,
             options=config.pipeline_options(),
@@ -901,6 +904,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return EvalConfig(
         model=args.model,
         backend=args.backend,
+        precision=args.precision,
         detector=args.detector,
         detector_model=args.detector_model,
         boxes=args.boxes,

@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from app.argtypes import positive_float, positive_int
+from app.pipeline_args import add_precision_argument
 from app.plots import plot_ced
 from models.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
@@ -87,10 +88,12 @@ class EvaluationSummary:
         )
 
 
-def load_model(name: str, backend: str = "auto", on_message: Callable[[str], None] | None = None) -> LandmarkModel:
+def load_model(name: str, backend: str = "auto", on_message: Callable[[str], None] | None = None,
+               precision: str = "auto") -> LandmarkModel:
     from models.registry import load_landmark_model
 
-    return load_landmark_model(name, backend=backend, on_message=on_message)
+    return load_landmark_model(name, backend=backend, on_message=on_message, precision=precision,
+                               strict_precision=True)
 
 
 def _predict_gt5(model: LandmarkModel, image: np.ndarray, gt: np.ndarray, crops: dict) -> np.ndarray:
@@ -296,7 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True,
         help=f"landmark model, or several separated by commas (e.g. mnv2_sdd,{DLIB68},mediapipe68); "
-        "append +flip to a network's name for flip test-time averaging (mnv2_sdd,mnv2_sdd+flip)",
+        "append +flip to a network's name for flip test-time averaging (mnv2_sdd,mnv2_sdd+flip) and @PRECISION "
+        "to run it at that precision (r18_ffld@fp32,r18_ffld@int8: both in one run)",
     )
     parser.add_argument("--dataset", required=True, help="folder of images + .pts, or a name under the data root")
     parser.add_argument("--mode", choices=MODES, default="gt5",
@@ -305,6 +309,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"detector for --mode detector (default {DEFAULT_DETECTOR})")
     parser.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
     parser.add_argument("--backend", default="auto", help="engine for our networks: auto, tensorrt, ort-cuda, ort-cpu")
+    add_precision_argument(parser)
     parser.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD, help="AUC / FR threshold (default 0.08)")
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N images (by name)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the CSV and CED plot (default {DEFAULT_OUT})")
@@ -334,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
     detector = None
     try:
         for name in names:
-            models.append(load_model(name, backend=args.backend, on_message=message))
+            models.append(load_model(name, backend=args.backend, on_message=message, precision=args.precision))
         if args.mode == "detector":
             detector = create_detector(args.detector, args.detector_model)
         summaries = evaluate(

@@ -184,13 +184,18 @@ def build_pipeline(
     options: PipelineOptions | None = None,
     on_message: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    precision: str = "auto",
 ) -> Pipeline:
     """Load the named detector and landmark model (default: ``models.registry.default_model()``)
-    and wire them into a Pipeline."""
+    and wire them into a Pipeline. A ``precision`` the back-end cannot run raises
+    ``engines.precision.PrecisionUnavailable``."""
     model = model or default_model()
     face_detector = create_detector(detector, model_path=detector_model)
     try:
-        landmark_model = load_landmark_model(model, backend=backend, on_message=on_message, on_progress=on_progress)
+        landmark_model = load_landmark_model(
+            model, backend=backend, on_message=on_message, on_progress=on_progress, precision=precision,
+            strict_precision=True,
+        )
     except BaseException:
         face_detector.close()
         raise

@@ -18,6 +18,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     model = default_model()
     group.add_argument("--model", default=model, help=f"landmark model (default {model}: the first installed network)")
     group.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu (default auto)")
+    add_precision_argument(group)
     group.add_argument("--detector", default=DEFAULT_DETECTOR, help="blazeface, retinaface or yunet")
     group.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
     group.add_argument("--no-smooth", action="store_true", help="switch the One Euro filter off")
@@ -31,6 +32,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fov", type=field_of_view, default=DEFAULT_FOV_DEG,
                        help="camera horizontal field of view in degrees, for head pose (default %(default)s)")
     group.add_argument("--no-geometry", action="store_true", help="no head pose, openness or blinks")
+
+
+def add_precision_argument(group) -> None:
+    """``--precision``: auto, fp32, fp16 or int8 (``engines.precision``)."""
+    from engines.precision import PRECISION_CHOICES
+
+    group.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                       help="network precision: ONNX Runtime CPU runs fp32 and int8, TensorRT fp16; auto (default): "
+                            "the back-end's default, on the CPU int8 where the model ships an INT8 file within its "
+                            "accuracy bar. A name suffix (r18_ffld@fp32) overrides it")
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
@@ -50,6 +61,7 @@ def pipeline_from_args(args: argparse.Namespace, on_message: Callable[[str], Non
     return build_pipeline(
         model=args.model,
         backend=args.backend,
+        precision=args.precision,
         detector=args.detector,
         detector_model=args.detector_model,
         options=options_from_args(args),

@@ -5,13 +5,14 @@
 overlay (timed as the *render* stage), update the moving statistics, and append to
 the recording when one is running. A recording that fails (disk full, ...) stops, and
 the frame comes back with its ``recording_error``; ``recorded_frames`` then counts the
-frames the files really hold.
+frames the files really hold. With every overlay layer off (``track`` without
+``--out``) the frame is passed through undrawn and uncopied.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,10 @@ class TrackingSession:
         result = self.pipeline.process(frame)
         summary = self.stats.summary()
         start = time.perf_counter()
-        image = draw_frame_result(frame.image, result, self.overlay, stats=summary)
+        if any(astuple(self.overlay)):
+            image = draw_frame_result(frame.image, result, self.overlay, stats=summary)
+        else:
+            image = frame.image
         result.timings.render = (time.perf_counter() - start) * 1000.0
         self.stats.add(result.timings, time.perf_counter())
         recording_error = None

@@ -82,25 +82,37 @@ class LatencyStats:
         return (len(self._arrivals) - 1) / span if span > 0 else None
 
     def summary(self) -> StatsSummary:
+        """Medians and 95th percentiles (numpy's linear interpolation) of each stage over the frames
+        where it ran, and of the frame totals. One sort of the table: the window asks every frame."""
         table = np.array(self._timings, dtype=np.float64).reshape(-1, len(STAGES))
+        totals = table.sum(axis=1)
+        # Stages that did not run hold 0 and sort first; each column's run values are its tail.
+        ordered = np.sort(np.column_stack([table, totals]), axis=0)
+        counts = np.append(np.count_nonzero(table > 0, axis=0), len(table))
         median: dict[str, float | None] = {}
         p95: dict[str, float | None] = {}
-        runs: dict[str, int] = {}
-        for column, name in enumerate(STAGES):
-            ran = table[:, column][table[:, column] > 0]
-            runs[name] = int(ran.size)
-            median[name] = float(np.median(ran)) if ran.size else None
-            p95[name] = float(np.percentile(ran, 95)) if ran.size else None
-        totals = table.sum(axis=1)
+        for column, name in enumerate((*STAGES, "total")):
+            ran = ordered[len(table) - counts[column]:, column]
+            median[name], p95[name] = _percentile(ran, 0.5), _percentile(ran, 0.95)
         return StatsSummary(
             frames=len(table),
             fps=self.fps(),
-            median_ms=median,
-            p95_ms=p95,
-            runs=runs,
-            total_median_ms=float(np.median(totals)) if totals.size else None,
-            total_p95_ms=float(np.percentile(totals, 95)) if totals.size else None,
+            median_ms={name: median[name] for name in STAGES},
+            p95_ms={name: p95[name] for name in STAGES},
+            runs={name: int(count) for name, count in zip(STAGES, counts)},
+            total_median_ms=median["total"],
+            total_p95_ms=p95["total"],
         )
+
+
+def _percentile(ordered: np.ndarray, q: float) -> float | None:
+    """Linear-interpolation percentile (as ``np.percentile``) of already sorted values; None if empty."""
+    if not ordered.size:
+        return None
+    position = q * (ordered.size - 1)
+    low = int(position)
+    high = min(low + 1, ordered.size - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def _cell(value: float | None, digits: int = 2) -> str:

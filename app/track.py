@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from app import exit_codes
 from app.argtypes import positive_int
+from app.overlay import OverlayOptions
 from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
 from app.sources import frames_to_end, open_source
@@ -27,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
-    with open_source(args.source) as source, TrackingSession(pipeline_from_args(args, on_message=say)) as session:
+    # Without a video to write nothing is drawn (the landmark CSV needs no overlay).
+    overlay = None if args.out else OverlayOptions(**{name: False for name in OverlayOptions.__dataclass_fields__})
+    with open_source(args.source) as source, \
+            TrackingSession(pipeline_from_args(args, on_message=say), overlay) as session:
         total = source.frame_count
         if args.max_frames is not None:
             total = min(total, args.max_frames) if total else args.max_frames

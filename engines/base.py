@@ -52,6 +52,7 @@ class Runner(ABC):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch: int | None = None  # largest batch the runner accepts (TensorRT profiles); None: any
+    precision: str = "fp32"  # engines.precision.Precision value of what runs (set by open_runner)
 
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -80,6 +80,10 @@ class OrtRunner(Runner):
         if threads is not None:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        # One operator at a time: these graphs are chains, and a second (inter-op) pool would
+        # only compete with the intra-op threads for the same few cores.
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
         try:
             self._session = onnxruntime.InferenceSession(
                 str(self.model_path), sess_options=options, providers=providers

@@ -6,6 +6,11 @@ not imported, and the GPU is found through the NVIDIA driver library (libcuda) d
 then every slower available one, ending with ONNX Runtime CPU; each fallback is reported
 once: through ``on_message`` when given (the caller shows it), else through ``logging``. A missing or corrupt model file raises
 ``ModelFileError`` at once, since no back-end can run it.
+
+``precision`` ("auto", fp32, fp16, int8; ``engines.precision``) narrows the back-ends to those
+that run it; an explicit back-end that cannot run it raises ``PrecisionUnavailable``. INT8 runs
+the separate file ``int8_path``; "auto" runs each back-end's default (INT8 on ONNX Runtime CPU
+only when ``int8_default``). The runner's ``.precision`` says what runs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engines.base import Backend, BackendUnavailable, ModelFileError, Runner
+from engines.precision import Precision, PrecisionUnavailable, default_precision, precision_problem, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +122,9 @@ def open_runner(
     max_batch: int = DEFAULT_MAX_BATCH,
     threads: int | None = None,
     cache_root: str | Path | None = None,
+    precision: Precision | str | None = "auto",
+    int8_path: str | Path | None = None,
+    int8_default: bool = False,
 ) -> Runner:
     """Open ``model_path`` on ``backend`` ("auto": fastest available), falling back to slower ones.
 
@@ -129,7 +138,13 @@ def open_runner(
     from engines.base import check_model_file
 
     path = check_model_file(model_path)
+    wanted = resolve_precision(precision)
+    if wanted is Precision.INT8 and int8_path is None:
+        raise ModelFileError(f"no INT8 file was given for {path.name}")
+    int8 = check_model_file(int8_path) if int8_path is not None else None
     requested = resolve_backend(backend)
+    if requested is not None and wanted is not None and precision_problem(requested, wanted):
+        raise PrecisionUnavailable(f"{requested.label} cannot run {wanted.value}: {precision_problem(requested, wanted)}")
     availability = backend_availability()
     if requested is None:
         candidates = [b for b in FASTEST_FIRST if availability[b] is None]
@@ -140,11 +155,19 @@ def open_runner(
         candidates = [b for b in FASTEST_FIRST[start:] if availability[b] is None]
     if Backend.ORT_CPU not in candidates:
         candidates.append(Backend.ORT_CPU)  # last resort; raises a clear error if ONNX Runtime is missing
+    if wanted is not None:
+        candidates = [b for b in candidates if precision_problem(b, wanted) is None]
+        if not candidates:
+            runs = [b.label for b in FASTEST_FIRST if precision_problem(b, wanted) is None]
+            reasons = "; ".join(f"{b.label}: {availability[b]}" for b in FASTEST_FIRST if b.label in runs)
+            raise PrecisionUnavailable(f"no available back-end runs {wanted.value} ({reasons})")
 
     first_choice = requested or candidates[0]
     for position, candidate in enumerate(candidates):
+        chosen = wanted or default_precision(candidate, int8 is not None and int8_default)
+        file = int8 if chosen is Precision.INT8 else path
         try:
-            runner = _open(candidate, path, on_message, on_progress, max_batch, threads, cache_root)
+            runner = _open(candidate, file, on_message, on_progress, max_batch, threads, cache_root)
         except ModelFileError:
             raise
         except Exception as exc:  # any back-end failure (ImportError, CUDA, TensorRT build) -> next one
@@ -154,7 +177,8 @@ def open_runner(
             _tell(on_message, f"{candidate.label} failed for {path.name} ({_reason(exc)}).")
             continue
         if candidate is not first_choice:
-            _tell(on_message, f"Running {path.name} on {candidate.label} instead of {first_choice.label}.")
+            _tell(on_message, f"Running {file.name} on {candidate.label} instead of {first_choice.label}.")
+        runner.precision = chosen.value
         return runner
     raise AssertionError("unreachable: the candidate list always ends with ONNX Runtime CPU")
 

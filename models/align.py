@@ -62,10 +62,17 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    """Exact inverse of a (2, 3) affine matrix."""
-    a = matrix[:, :2]
-    inv = np.linalg.inv(a)
-    return np.hstack([inv, (-inv @ matrix[:, 2])[:, None]])
+    """Exact inverse of a (2, 3) affine matrix.
+
+    Closed form: ``np.linalg.inv`` goes through LAPACK, whose thread pool costs milliseconds per
+    call on a busy machine, once per face per frame.
+    """
+    (a, b, tx), (c, d, ty) = np.asarray(matrix, dtype=np.float64)
+    det = a * d - b * c
+    if det == 0 or not np.isfinite(det):
+        raise np.linalg.LinAlgError("singular affine matrix")
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
 
 def alignment_matrix(keypoints: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:

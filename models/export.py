@@ -11,6 +11,9 @@ decoding on the host.
 ``--model r18_ffld`` exports the regression network as the ``coords`` kind: outputs
 ``coords`` (N, 68, 2) in normalised crop units and ``confidence`` (N, 68), with the
 CropNets' bilinear crops inside the graph (GridSample, opset 17).
+
+After the FP32 file and manifest, ``models.quantize`` writes the INT8 copy ``OUT/NAME.int8.onnx``
+and records it in the manifest (``--no-int8`` skips it).
 """
 from __future__ import annotations
 
@@ -188,6 +191,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the check and benchmark")
     p.add_argument("--min-confidence", type=float, default=0.0,
                    help="mean confidence under which the tracker treats this network's fit as no face")
+    p.add_argument("--no-int8", action="store_true", help="skip the INT8 copy (models.quantize)")
     p.add_argument("--test-metrics", action="store_true",
                    help="score the checkpoint on HELEN test (run-time alignment path) for the model card")
     args = p.parse_args(argv)
@@ -354,6 +358,10 @@ def _save_manifest(manifest, args, onnx_path: Path, result: dict) -> dict:
     write_manifest(manifest, path)
     print(f"wrote {onnx_path} and {path}")
     result["manifest"] = str(path)
+    if not args.no_int8:
+        from models.quantize import quantize_network
+
+        result["int8"] = quantize_network(path, threads=args.threads).int8
     return result
 
 

@@ -17,6 +17,7 @@ class LandmarkModel(ABC):
     name: str
     input_size: int  # side of the square aligned crop the model expects
     backend: str  # the engine that runs it, e.g. "ort-cpu", "tensorrt-fp16", "mediapipe"
+    precision: str = "fp32"  # the numeric precision that runs (engines.precision): fp32, fp16 or int8
     # Mean confidence under which this model's fit is not a face (confidence scales differ
     # between models); the tracker drops a track below it or below its own threshold.
     min_confidence: float = 0.0

@@ -15,7 +15,9 @@ and the model-card text. Example::
       "decode": {"method": "dark", "kernel": 9, "in_graph": false},
       "flip_test": false,
       "template_version": "tpl-1a2b3c4d",
-      "card": {"training_data": "...", "recipe": "...", "metrics": "...", "training": "..."}
+      "card": {"training_data": "...", "recipe": "...", "metrics": "...", "training": "..."},
+      "int8": {"onnx": "mnv2_sdd.int8.onnx", "calibration": "entropy", "cpu_default": true,
+               "recipe": "...", "metrics": "..."}
     }
 
 ``kind``: ``heatmap`` (one output (N, 68, H, W), decoded here unless ``decode.in_graph``)
@@ -25,6 +27,9 @@ or ``coords`` (outputs (N, 68, 2) coordinates and optionally (N, 68) confidence)
 says what the coordinates are: ``normalized`` (crop units, (0, 0) top-left corner, (1, 1)
 bottom-right; default for ``coords``) or ``heatmap`` (heatmap pixel centres; default for
 in-graph heatmap decoding). ``decode.kernel`` may be left out (the decoder's default).
+``int8`` (optional) names the INT8 copy of the network made by ``models.quantize`` (same inputs
+and outputs), with its calibration recipe and measured figures; ``cpu_default`` says whether
+it passed the accuracy bar and so is what ONNX Runtime CPU runs when no precision is asked for.
 ``mean``/``std`` are in 0-255 units and in the network's
 channel order. ``template_version`` must equal ``template_version()`` of this code: a
 network trained on crops of another template would run but place every point wrongly.
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +80,17 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
+class Int8Variant:
+    """The INT8 copy of a network (``models.quantize``): file beside the manifest, and its card."""
+
+    onnx: str
+    calibration: str = ""  # calibration method kept (minmax, entropy, percentile)
+    cpu_default: bool = False  # within the accuracy bar: the default precision on ONNX Runtime CPU
+    recipe: str = ""
+    metrics: str = ""
+
+
+@dataclass(frozen=True)
 class ModelManifest:
     name: str
     onnx: str  # file name, relative to the manifest's folder
@@ -92,12 +108,23 @@ class ModelManifest:
     flip_test: bool = False
     min_confidence: float = 0.0  # mean confidence under which this network's fit is not a face
     card: ModelCard = field(default_factory=ModelCard)
+    int8: Int8Variant | None = None
     path: Path | None = None  # the JSON file this came from
 
     @property
     def onnx_path(self) -> Path:
         base = self.path.parent if self.path is not None else Path(".")
         return base / self.onnx
+
+    @property
+    def int8_path(self) -> Path | None:
+        """The INT8 file named by the manifest (it may be missing on disk), or None."""
+        if self.int8 is None:
+            return None
+        return self.onnx_path.with_name(self.int8.onnx)
+
+    def with_int8(self, variant: Int8Variant | None) -> "ModelManifest":
+        return replace(self, int8=variant)
 
     @property
     def decodes_heatmaps(self) -> bool:
@@ -130,6 +157,14 @@ class ModelManifest:
                 "training": self.card.training,
             },
         }
+        if self.int8 is not None:
+            data["int8"] = {
+                "onnx": self.int8.onnx,
+                "calibration": self.int8.calibration,
+                "cpu_default": self.int8.cpu_default,
+                "recipe": self.int8.recipe,
+                "metrics": self.int8.metrics,
+            }
         if self.decode.kernel is not None:
             data["decode"]["kernel"] = self.decode.kernel
         if self.heatmap_size is not None:
@@ -228,6 +263,19 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
     onnx = top.get("onnx", str)
     if Path(onnx).name != onnx:
         raise top.fail("onnx", f"must be a file name beside the manifest, got {onnx!r}")
+    int8 = None
+    if "int8" in top.data:
+        section = top.child("int8")
+        int8_onnx = section.get("onnx", str)
+        if Path(int8_onnx).name != int8_onnx or int8_onnx == onnx:
+            raise section.fail("onnx", f"must be another file name beside the manifest, got {int8_onnx!r}")
+        int8 = Int8Variant(
+            onnx=int8_onnx,
+            calibration=section.get("calibration", str, ""),
+            cpu_default=section.get("cpu_default", bool, False),
+            recipe=section.get("recipe", str, ""),
+            metrics=section.get("metrics", str, ""),
+        )
     return ModelManifest(
         name=top.get("name", str),
         onnx=onnx,
@@ -254,6 +302,7 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
             metrics=card.get("metrics", str, ""),
             training=card.get("training", str, ""),
         ),
+        int8=int8,
         path=path,
     )
 

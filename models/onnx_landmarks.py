@@ -15,6 +15,12 @@ u = (h + 0.5) / W; then crop pixels x = u * size - 0.5, then the frame through
 ``crop.inverse``. Normalised units do not depend on the crop's pixel size, so a crop of
 another size than the network's input is resized and still maps back exactly.
 
+Precision: "auto" runs the back-end's default (on ONNX Runtime CPU the INT8 copy named by the
+manifest's ``int8`` section when it met its accuracy bar, ``cpu_default``); "int8" runs the INT8
+copy, "fp16" a TensorRT FP16 engine, "fp32" the FP32 file. A precision the back-end cannot run
+(or a missing INT8 file) raises, or with ``strict_precision=False`` (the window) falls back to the
+default with a message.
+
 Flip test (manifest ``flip_test`` or the ``flip_test`` argument): the mirrored crops go
 through the same inference; their points are mirrored back (u_x -> 1 - u_x, order
 ``landmarks68.MIRROR``) and averaged with the direct ones, confidences too.
@@ -39,8 +45,8 @@ class OnnxLandmarkModel(LandmarkModel):
     """A manifest-described ONNX landmark network.
 
     ``manifest``: a ``ModelManifest`` or the path of its JSON file. ``backend``: passed to
-    ``engines.open_runner`` ("auto", "tensorrt", "ort-cuda", "ort-cpu"). ``flip_test``:
-    None follows the manifest. ``infer`` returns the runner's output dictionary
+    ``engines.open_runner`` ("auto", "tensorrt", "ort-cuda", "ort-cpu"). ``precision``: "auto",
+    "fp32", "fp16" or "int8" (see the module docstring). ``flip_test``: None follows the manifest. ``infer`` returns the runner's output dictionary
     (the flipped crops' rows after the direct ones when flipping).
     """
 
@@ -51,6 +57,8 @@ class OnnxLandmarkModel(LandmarkModel):
         flip_test: bool | None = None,
         on_message: Callable[[str], None] | None = None,
         on_progress: Callable[[str, int, int], bool | None] | None = None,
+        precision: str | None = "auto",
+        strict_precision: bool = True,
     ) -> None:
         self._runner = None
         self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
@@ -61,19 +69,39 @@ class OnnxLandmarkModel(LandmarkModel):
         self.input_size = self.manifest.input_size
         self.flip_test = self.manifest.flip_test if flip_test is None else bool(flip_test)
         self.min_confidence = self.manifest.min_confidence
-        self._mean = np.asarray(self.manifest.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        self._inv_std = (1.0 / np.asarray(self.manifest.std, dtype=np.float32)).reshape(1, 3, 1, 1)
-        from engines import open_runner
-
-        self._runner = open_runner(
-            self.manifest.onnx_path, backend=backend, on_message=on_message, on_progress=on_progress
-        )
+        self._runner = self._open(backend, precision, strict_precision, on_message, on_progress)
         try:
             self.backend = Backend(self._runner.backend).value
+            self.precision = self._runner.precision
             self._input_dtype, self._fixed_batch = self._check_io()
         except BaseException:
             self.close()
             raise
+
+    def _open(self, backend, precision, strict, on_message, on_progress):
+        from engines.precision import Precision, PrecisionUnavailable, resolve_precision
+        from engines.select import open_runner
+
+        m = self.manifest
+        wanted = resolve_precision(precision)
+        int8_path = m.int8_path if m.int8_path is not None and m.int8_path.is_file() else None
+        if wanted is Precision.INT8 and int8_path is None:
+            where = m.int8_path or f"no 'int8' section in {m.path}"
+            problem = (f"model {self.name!r} has no INT8 file ({where}); make it with "
+                       f"`python -m models.quantize --model {self.name}`")
+            if strict:
+                raise ModelFileError(problem)
+            _tell(on_message, f"{problem}. Running the default precision instead.")
+            wanted = None
+        options = dict(on_message=on_message, on_progress=on_progress, int8_path=int8_path,
+                       int8_default=m.int8 is not None and m.int8.cpu_default)
+        try:
+            return open_runner(m.onnx_path, backend=backend, precision=wanted or "auto", **options)
+        except PrecisionUnavailable as error:
+            if strict:
+                raise
+            _tell(on_message, f"{error}. Running {self.name} at the back-end's default precision instead.")
+            return open_runner(m.onnx_path, backend=backend, precision="auto", **options)
 
     def _check_io(self) -> tuple[np.dtype, int | None]:
         """Check the graph against the manifest; return the input dtype and the fixed batch size (or None)."""
@@ -118,10 +146,7 @@ class OnnxLandmarkModel(LandmarkModel):
         batch = np.stack(images)
         if self.flip_test:
             batch = np.concatenate([batch, batch[:, :, ::-1]])
-        if self.manifest.colour_order == "rgb":
-            batch = batch[..., ::-1]
-        nchw = batch.transpose(0, 3, 1, 2).astype(np.float32)
-        return ((nchw - self._mean) * self._inv_std).astype(self._input_dtype, copy=False)
+        return preprocess_images(batch, self.manifest, self._input_dtype)
 
     def infer(self, crops: Sequence[AlignedCrop]) -> dict[str, np.ndarray]:
         if self._runner is None:
@@ -146,31 +171,10 @@ class OnnxLandmarkModel(LandmarkModel):
 
     def normalised_points(self, raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs -> (rows, 68, 2) points in normalised crop units and (rows, 68) confidences."""
-        m = self.manifest
-        if m.decodes_heatmaps:
-            first = np.asarray(raw[m.outputs[0]], dtype=np.float32)  # DARK in float32: 3x faster than float64
-            if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
-                raise ValueError(f"{self.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
-            from models.heatmap_decode import decode_heatmaps
-
-            options = {} if m.decode.kernel is None else {"kernel": m.decode.kernel}
-            coords, confidence = decode_heatmaps(first, method=m.decode.method, **options)
-            height, width = first.shape[2:]
-            points = (np.asarray(coords, dtype=np.float64) + 0.5) / np.array([width, height])
-            return points, np.asarray(confidence, dtype=np.float64)
-        first = np.asarray(raw[m.outputs[0]], dtype=np.float64)
-        if first.shape[1:] != (NUM_LANDMARKS, 2):
-            raise ValueError(f"{self.name}: expected coordinates (N, 68, 2), got {first.shape}")
-        if len(m.outputs) > 1:
-            confidence = np.asarray(raw[m.outputs[1]], dtype=np.float64).reshape(len(first), NUM_LANDMARKS)
-        else:
-            confidence = np.ones(first.shape[:2])
-        if m.coords_unit == "heatmap":
-            first = (first + 0.5) / float(m.heatmap_size)
-        return first, confidence
+        return normalised_points(raw, self.manifest)
 
     def decode(self, raw: dict[str, np.ndarray], crops: Sequence[AlignedCrop]) -> list[Landmarks]:
-        points, confidence = self.normalised_points(raw)
+        points, confidence = normalised_points(raw, self.manifest)
         count = len(crops)
         if self.flip_test:
             mirrored = points[count:, MIRROR].copy()
@@ -189,3 +193,49 @@ class OnnxLandmarkModel(LandmarkModel):
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+
+
+def _tell(on_message: Callable[[str], None] | None, text: str) -> None:
+    if on_message is not None:
+        on_message(text)
+
+
+def preprocess_images(batch: np.ndarray, manifest: ModelManifest, dtype: np.dtype = np.float32) -> np.ndarray:
+    """(N, S, S, 3) uint8 BGR crops at the input size -> (N, 3, S, S) C-contiguous network input:
+    channels in the manifest's order, ``(x - mean) / std``. One pass in OpenCV's blob maker: the
+    numpy equivalent (transpose, cast, subtract, scale) costs about ten times more per frame."""
+    std = np.asarray(manifest.std, dtype=np.float32)
+    same_std = bool(np.all(std == std[0]))
+    blob = cv2.dnn.blobFromImages(
+        list(batch), 1.0 / float(std[0]) if same_std else 1.0, None, tuple(float(v) for v in manifest.mean),
+        swapRB=manifest.colour_order == "rgb", crop=False, ddepth=cv2.CV_32F,
+    )
+    if not same_std:
+        blob *= (1.0 / std).reshape(1, 3, 1, 1)
+    return blob.astype(dtype, copy=False)
+
+
+def normalised_points(raw: dict[str, np.ndarray], manifest: ModelManifest) -> tuple[np.ndarray, np.ndarray]:
+    """Raw outputs -> (rows, 68, 2) points in normalised crop units and (rows, 68) confidences."""
+    m = manifest
+    if m.decodes_heatmaps:
+        first = np.asarray(raw[m.outputs[0]], dtype=np.float32)  # DARK in float32: 3x faster than float64
+        if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
+            raise ValueError(f"{m.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
+        from models.heatmap_decode import decode_heatmaps
+
+        options = {} if m.decode.kernel is None else {"kernel": m.decode.kernel}
+        coords, confidence = decode_heatmaps(first, method=m.decode.method, **options)
+        height, width = first.shape[2:]
+        points = (np.asarray(coords, dtype=np.float64) + 0.5) / np.array([width, height])
+        return points, np.asarray(confidence, dtype=np.float64)
+    first = np.asarray(raw[m.outputs[0]], dtype=np.float64)
+    if first.shape[1:] != (NUM_LANDMARKS, 2):
+        raise ValueError(f"{m.name}: expected coordinates (N, 68, 2), got {first.shape}")
+    if len(m.outputs) > 1:
+        confidence = np.asarray(raw[m.outputs[1]], dtype=np.float64).reshape(len(first), NUM_LANDMARKS)
+    else:
+        confidence = np.ones(first.shape[:2])
+    if m.coords_unit == "heatmap":
+        first = (first + 0.5) / float(m.heatmap_size)
+    return first, confidence

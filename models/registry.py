@@ -27,6 +27,21 @@ DLIB68 = "dlib68"
 # the first installed one is the default model.
 NETWORK_NAMES = ("r18_ffld", "mnv2_sdd")
 FLIP_SUFFIX = "+flip"  # "mnv2_sdd+flip": the network with flip test-time averaging switched on
+PRECISION_MARK = "@"  # "r18_ffld@int8", "r18_ffld+flip@int8": the network at that precision
+
+
+def split_model_name(name: str) -> tuple[str, bool, str | None]:
+    """``NAME[+flip][@PRECISION]`` -> (NAME, flip, precision or None). An unknown precision raises
+    ``ValueError``; a name without ``@`` leaves the precision to the caller's default."""
+    precision = None
+    if PRECISION_MARK in name:
+        from engines.precision import resolve_precision
+
+        name, _, text = name.rpartition(PRECISION_MARK)
+        precision = text.lower()
+        resolve_precision(precision)
+    flip = name.endswith(FLIP_SUFFIX)
+    return (name[: -len(FLIP_SUFFIX)] if flip else name), flip, precision
 
 
 class UnknownModelError(ValueError):
@@ -98,6 +113,8 @@ def load_landmark_model(
     on_progress: Callable[[str, int, int], bool | None] | None = None,
     assets_dir: str | Path | None = None,
     flip_test: bool | None = None,
+    precision: str | None = "auto",
+    strict_precision: bool = False,
 ) -> LandmarkModel:
     """Load a landmark model by name.
 
@@ -105,7 +122,11 @@ def load_landmark_model(
     always runs on MediaPipe's own CPU engine and says so through ``on_message`` when
     another backend was asked for. ``flip_test``: None follows the manifest; a name ending in
     ``+flip`` (``mnv2_sdd+flip``) switches it on and keeps the suffix in the model's name, so
-    that reports tell the two apart.
+    that reports tell the two apart. ``precision`` ("auto", fp32, fp16, int8; a name's
+    ``@PRECISION`` suffix overrides it) picks the file and engine precision of our networks
+    (``models.onnx_landmarks``); with ``strict_precision`` one that the back-end cannot run
+    raises ``engines.precision.PrecisionUnavailable`` (the command line), else the model falls
+    back to the back-end's default precision with a message (the window).
 
     Raises ``UnknownModelError`` (listing the available names) for an unknown name,
     ``ModelFileError`` when a known network is not installed or its ONNX file is missing,
@@ -113,22 +134,22 @@ def load_landmark_model(
     runtime is missing.
     """
     assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-    if name == MEDIAPIPE68:
+    full_name = name
+    name, flip, named_precision = split_model_name(name)
+    precision = named_precision or precision or "auto"
+    if name in (MEDIAPIPE68, DLIB68) and not flip:
+        if precision != "auto" and on_message is not None:
+            on_message(f"{name} runs its own float model; precision {precision!r} does not apply")
+        if name == DLIB68:
+            from models.dlib68 import Dlib68Model
+
+            return Dlib68Model()
         from models.mediapipe68 import MediaPipe68
 
         if backend not in ("auto", None, "mediapipe") and on_message is not None:
             on_message(f"{MEDIAPIPE68} runs on MediaPipe's own CPU engine; backend {backend!r} does not apply")
         return MediaPipe68()
-    if name == DLIB68:
-        from models.dlib68 import Dlib68Model
-
-        return Dlib68Model()
     manifests = _manifest_paths(assets)
-    base = name[: -len(FLIP_SUFFIX)] if name.endswith(FLIP_SUFFIX) else name
-    if base != name and base in manifests:
-        model = load_landmark_model(base, backend, on_message, on_progress, assets, flip_test=True)
-        model.name = name
-        return model
     if name in manifests:
         from models.onnx_landmarks import OnnxLandmarkModel
 
@@ -137,13 +158,37 @@ def load_landmark_model(
             raise ManifestError(
                 f"{manifest.path}: field 'name' is {manifest.name!r}, expected {name!r} (the file name)"
             )
-        return OnnxLandmarkModel(
-            manifest, backend=backend, flip_test=flip_test, on_message=on_message, on_progress=on_progress
+        model = OnnxLandmarkModel(
+            manifest, backend=backend, flip_test=True if flip else flip_test, on_message=on_message,
+            on_progress=on_progress, precision=precision, strict_precision=strict_precision,
         )
+        model.name = full_name
+        return model
     available = ", ".join(available_models(assets)) or "none"
+    name = full_name
     if name in NETWORK_NAMES:
         raise ModelFileError(
             f"landmark model {name!r} is not installed: {assets / (name + '.json')} not found "
             f"(export the trained network into {assets}); available: {available}"
         )
     raise UnknownModelError(f"unknown landmark model {name!r}; available: {available}")
+
+
+def precision_files(name: str, assets_dir: str | Path | None = None) -> dict[str, str | None]:
+    """For each precision (``engines.precision.Precision`` value): None when model ``name`` has
+    the file it needs here, else why not (for the window's tooltips). mediapipe68 and dlib68 run
+    their own float models and offer none."""
+    from engines.precision import Precision
+
+    base, _, _ = split_model_name(name)
+    path = _manifest_paths(Path(assets_dir) if assets_dir is not None else ASSETS_DIR).get(base)
+    if path is None:
+        return {p.value: f"{base} runs its own float model" for p in Precision}
+    try:
+        manifest = load_manifest(path)
+    except (ManifestError, ModelFileError) as error:
+        return {p.value: str(error) for p in Precision}
+    int8 = None
+    if manifest.int8_path is None or not manifest.int8_path.is_file():
+        int8 = f"{base} has no INT8 file here (make it with `python -m models.quantize --model {base}`)"
+    return {Precision.FP32.value: None, Precision.FP16.value: None, Precision.INT8.value: int8}

@@ -42,6 +42,7 @@ from app.gui.worker import TrackingWorker
 from app.pipeline import PipelineOptions
 from app.recording import DEFAULT_VIDEO_SUFFIX
 from app.tracking import TrackerOptions
+from models.registry import precision_files
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +441,9 @@ class MainWindow(QMainWindow):
         running = self.model_panel.model() or self.settings.model
         self.model_panel.set_models(environment.models, running)
         self.model_panel.set_backend_availability(environment.backends)
+        self.model_panel.set_precision_files(
+            {name: precision_files(name, self.worker.assets_dir) for name in environment.models}
+        )
         if self.settings.backend != "auto":
             self.model_panel.select_backend(self.settings.backend)
         if not environment.models:

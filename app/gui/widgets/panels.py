@@ -40,6 +40,12 @@ BACKEND_CHOICES = (  # (value, label) in the back-end dropdown
     ("ort-cpu", "ONNX Runtime CPU"),
 )
 BACKEND_LABELS = dict(BACKEND_CHOICES) | {"mediapipe": "MediaPipe (CPU)"}
+PRECISION_CHOICES = (  # (value, label) in the precision dropdown; engines.precision says who runs what
+    ("auto", "Auto (the back-end's default)"),
+    ("fp32", "FP32"),
+    ("fp16", "FP16"),
+    ("int8", "INT8"),
+)
 DETECTOR_LABELS = {"blazeface": "BlazeFace", "retinaface": "RetinaFace", "yunet": "YuNet"}
 OVERLAY_LABELS = (  # (OverlayOptions field, check box text)
     ("points", "Points"),
@@ -67,6 +73,31 @@ def _set_item_enabled(combo: QComboBox, row: int, enabled: bool, tooltip: str = 
         item = model.item(row)
         item.setEnabled(enabled)
         item.setToolTip(tooltip)
+
+
+def _item_enabled(combo: QComboBox, row: int) -> bool:
+    model = combo.model()
+    return not isinstance(model, QStandardItemModel) or row < 0 or model.item(row).isEnabled()
+
+
+def _split_precision(name: str) -> tuple[str, str]:
+    """``r18_ffld@int8`` -> (``r18_ffld``, ``int8``); no suffix -> (name, ``auto``)."""
+    base, mark, precision = name.rpartition("@")
+    return (base, precision) if mark else (name, "auto")
+
+
+def _backend_precision_problem(backend: str, precision: str, availability: dict[str, str | None]) -> str | None:
+    """Why ``backend`` ("auto": any available one) cannot run ``precision``, or None."""
+    from engines.base import Backend
+    from engines.precision import Precision, precision_problem
+
+    wanted = Precision(precision)
+    if backend != "auto":
+        return precision_problem(Backend(backend), wanted)
+    runners = [b for b in Backend if precision_problem(b, wanted) is None]
+    if any(availability.get(b.value, "not checked") is None for b in runners):
+        return None
+    return "; ".join(f"{b.label}: {availability.get(b.value) or 'not checked'}" for b in runners)
 
 
 def _select_data(combo: QComboBox, value: object) -> bool:
@@ -155,7 +186,7 @@ class SourcePanel(QGroupBox):
 
 
 class ModelPanel(QGroupBox):
-    model_requested = Signal(str, str)  # name, back-end
+    model_requested = Signal(str, str)  # name (with "@precision" unless auto), back-end
     detector_requested = Signal(str, str)  # name, model file ("" for blazeface)
     detector_file_requested = Signal(str)  # the detector whose ONNX file to choose
 
@@ -166,6 +197,9 @@ class ModelPanel(QGroupBox):
         self.backend_combo = QComboBox()
         for value, label in BACKEND_CHOICES:
             self.backend_combo.addItem(label, value)
+        self.precision_combo = QComboBox()
+        for value, label in PRECISION_CHOICES:
+            self.precision_combo.addItem(label, value)
         self.detector_combo = QComboBox()
         for name in DETECTOR_NAMES:
             self.detector_combo.addItem(DETECTOR_LABELS.get(name, name), name)
@@ -188,19 +222,25 @@ class ModelPanel(QGroupBox):
         form = QFormLayout(self)
         form.addRow("Landmarks", self.model_combo)
         form.addRow("Back-end", self.backend_combo)
+        form.addRow("Precision", self.precision_combo)
         form.addRow("Detector", detector_row)
         form.addRow(self.status_label)
 
         self._detector_files: dict[str, str] = {}
         self._backend_reasons: dict[str, str | None] = {}
+        self._precision_files: dict[str, dict[str, str | None]] = {}
         self._running_model = ""
         self.model_combo.currentIndexChanged.connect(self._emit_model)
         self.backend_combo.currentIndexChanged.connect(self._emit_model)
+        self.precision_combo.currentIndexChanged.connect(self._emit_model)
         self.detector_combo.currentIndexChanged.connect(self._emit_detector)
         self.set_detector_files({})
 
     # -- filling from values ---------------------------------------------------------
     def set_models(self, names: tuple[str, ...], selected: str) -> None:
+        """``selected`` may carry a precision (``r18_ffld@int8``): it selects both."""
+        names = tuple(dict.fromkeys(_split_precision(name)[0] for name in names))
+        selected, precision = _split_precision(selected)
         blocked = self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for name in names:
@@ -210,7 +250,14 @@ class ModelPanel(QGroupBox):
         self.model_combo.setEnabled(bool(names))
         _select_data(self.model_combo, selected)
         self.model_combo.blockSignals(blocked)
+        _select_data(self.precision_combo, precision)
         self._update_backend_state()
+
+    def set_precision_files(self, files: dict[str, dict[str, str | None]]) -> None:
+        """Per model: precision -> None when its file is installed, else why not
+        (``models.registry.precision_files``)."""
+        self._precision_files = dict(files)
+        self._update_precision_state()
 
     def set_backend_availability(self, reasons: dict[str, str | None]) -> None:
         """Disable the back-ends that cannot run here; their tooltip says why."""
@@ -224,10 +271,12 @@ class ModelPanel(QGroupBox):
         current = self.backend_combo.currentData()
         if current != "auto" and reasons.get(current, "not checked") is not None:
             _select_data(self.backend_combo, "auto")
+        self._update_precision_state()
 
     def select_backend(self, value: str) -> None:
         if not _select_data(self.backend_combo, value):
             _select_data(self.backend_combo, "auto")
+        self._update_precision_state()
 
     def set_detector_files(self, files: dict[str, str]) -> None:
         """RetinaFace and YuNet are offered once the user has pointed to their ONNX files."""
@@ -249,7 +298,9 @@ class ModelPanel(QGroupBox):
 
     def show_running(self, name: str, backend: str, seconds: float, cached: bool) -> None:
         self._running_model = name
-        _select_data(self.model_combo, name)
+        base, precision = _split_precision(name)
+        _select_data(self.model_combo, base)
+        _select_data(self.precision_combo, precision)
         took = f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
         how = "from the cache" if cached else f"loaded in {took}"
         self.status_label.setText(f"Running {name} on {BACKEND_LABELS.get(backend, backend)} ({how})")
@@ -266,6 +317,14 @@ class ModelPanel(QGroupBox):
     def backend(self) -> str:
         return self.backend_combo.currentData() or "auto"
 
+    def precision(self) -> str:
+        return self.precision_combo.currentData() or "auto"
+
+    def requested_model(self) -> str:
+        """The model name as the registry loads it: ``NAME`` or ``NAME@PRECISION``."""
+        precision = self.precision()
+        return self.model() if precision == "auto" else f"{self.model()}@{precision}"
+
     def detector(self) -> str:
         return self.detector_combo.currentData() or "blazeface"
 
@@ -277,11 +336,33 @@ class ModelPanel(QGroupBox):
             if mediapipe
             else "Engine that runs the ONNX landmark model; unavailable ones say why"
         )
+        self._update_precision_state()
+
+    def _update_precision_state(self) -> None:
+        """Enable the precisions that the chosen back-end and the model's installed files support;
+        the others say why. A selection that became impossible returns to Auto."""
+        files = self._precision_files.get(self.model())
+        own_engine = files is None or all(reason is not None for reason in files.values())
+        self.precision_combo.setEnabled(not own_engine and self.model_combo.isEnabled())
+        self.precision_combo.setToolTip(
+            f"{self.model() or 'This model'} runs its own float model" if own_engine
+            else "Numeric precision of the network; unavailable ones say why"
+        )
+        for row in range(self.precision_combo.count()):
+            value = self.precision_combo.itemData(row)
+            if value == "auto":
+                continue
+            reason = (files or {}).get(value, "not checked") or _backend_precision_problem(
+                self.backend(), value, self._backend_reasons
+            )
+            _set_item_enabled(self.precision_combo, row, reason is None, reason or f"{value.upper()} runs here")
+        if self.precision() != "auto" and not _item_enabled(self.precision_combo, self.precision_combo.currentIndex()):
+            _select_data(self.precision_combo, "auto")
 
     def _emit_model(self) -> None:
         self._update_backend_state()
         if self.model():
-            self.model_requested.emit(self.model(), self.backend())
+            self.model_requested.emit(self.requested_model(), self.backend())
 
     def _emit_detector(self) -> None:
         name = self.detector()

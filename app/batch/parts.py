@@ -40,6 +40,7 @@ class ChunkState:
     next_face_id: int
     end_of_input: int | None = None
     problems: list[str] = field(default_factory=list)
+    worker: str = ""  # host:pid that ran it
 
 
 class InputParts:

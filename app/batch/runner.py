@@ -102,6 +102,7 @@ class _InputJob:
         entry.rows += state.rows
         entry.faces = state.next_face_id - 1
         entry.chunks_done = state.index + 1
+        entry.workers[state.worker] = entry.workers.get(state.worker, 0) + 1
         entry.problems += [p for p in state.problems if p not in entry.problems]
 
     def next_chunk(self) -> Chunk | None:
@@ -336,7 +337,7 @@ class BatchRunner:
             state = ChunkState(
                 index=done.chunk.index, frames=len(records), rows=sum(len(r.faces) for r in records),
                 last_frame=records[-1].index if records else None, next_face_id=job.stitcher.tail.next_id,
-                end_of_input=done.end_of_input, problems=done.problems,
+                end_of_input=done.end_of_input, problems=done.problems, worker=done.worker,
             )
             job.parts.write_chunk(state, records)
             job._count(state)

@@ -5,7 +5,7 @@ option of ``track`` plus the chunking), ``settings_id`` (a hash of both), ``vers
 (packages), ``command``, ``updated``. ``inputs`` maps each input's key to its path, kind,
 size, mtime, content SHA-256, the ``settings_id`` it was run with, ``status``, and
 ``frames``, ``faces`` (distinct face ids), ``rows`` (faces x frames), ``seconds`` (worker
-time), ``chunks``/``chunks_done``, ``workers`` (chunks each worker ran), ``problems`` and the output files.
+time), ``write_seconds`` (the driver's), ``chunks``/``chunks_done``, ``workers`` (chunks each worker ran), ``problems`` and the output files.
 
 Status: ``pending`` (listed, not started), ``partial`` (some chunks written: a re-run
 finishes it), ``done`` (outputs complete; a truncated file is done with the frames it had
@@ -52,6 +52,7 @@ class InputEntry:
     chunks: int = 0
     chunks_done: int = 0
     seconds: float = 0.0
+    write_seconds: float = 0.0  # the driver's time writing this input's files
     workers: dict[str, int] = field(default_factory=dict)  # chunks per worker (host:pid)
     csv: str | None = None
     parquet: str | None = None

@@ -28,6 +28,17 @@ from app.types import Frame, FrameResult
 from models.landmarks68 import NUM_LANDMARKS
 
 PARTS_DIR = ".parts"
+ROW_GROUP_ROWS = 65536  # rows per Parquet row group of the final file (about 45 MB in memory)
+_INDEX_COLUMNS = ["frame", "time", "face_id"]
+
+
+def final_parquet_options(schema: pa.Schema) -> dict:
+    """Measured on talking_d10 (448 rows): 665 B/row, against 1173 with pyarrow's defaults and
+    1580 for the CSV. Byte-stream-split + zstd suits noisy floats; statistics and a dictionary
+    only where they help (frame/time ranges, face ids)."""
+    floats = [f.name for f in schema if pa.types.is_float32(f.type)]
+    return dict(compression="zstd", use_dictionary=["face_id"], write_statistics=_INDEX_COLUMNS,
+                use_byte_stream_split=floats)
 _NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
 
 
@@ -59,7 +70,7 @@ class InputParts:
         self.folder.mkdir(parents=True, exist_ok=True)
         table = records_to_table(records, self.schema)
         tmp = self._part(state.index, ".parquet.tmp")
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, use_dictionary=False, write_statistics=False)
         os.replace(tmp, self._part(state.index, ".parquet"))
         tmp = self._part(state.index, ".csv.tmp")
         with LandmarkCsvWriter(tmp) as writer:
@@ -102,9 +113,13 @@ class InputParts:
         """Concatenate chunks 0..chunks-1 (at least one) into the final CSV and Parquet files, then drop the parts."""
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.parquet_path.with_name(self.parquet_path.name + ".tmp")
-        with pq.ParquetWriter(tmp, self.schema) as writer:
+        with pq.ParquetWriter(tmp, self.schema, **final_parquet_options(self.schema)) as writer:
+            pending: list[pa.Table] = []
             for index in range(chunks):
-                writer.write_table(pq.read_table(self._part(index, ".parquet"), schema=self.schema))
+                pending.append(pq.read_table(self._part(index, ".parquet"), schema=self.schema))
+                if sum(len(t) for t in pending) >= ROW_GROUP_ROWS or index == chunks - 1:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                    pending = []
         os.replace(tmp, self.parquet_path)
         tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")
         with tmp.open("wb") as out:

@@ -339,14 +339,18 @@ class BatchRunner:
                 last_frame=records[-1].index if records else None, next_face_id=job.stitcher.tail.next_id,
                 end_of_input=done.end_of_input, problems=done.problems, worker=done.worker,
             )
+            writing = time.perf_counter()
             job.parts.write_chunk(state, records)
+            job.entry.write_seconds += time.perf_counter() - writing
             job._count(state)
             job.entry.seconds += done.seconds
             summary.frames += len(records)
             progress.advance(len(records))
             self.on_event("chunk", key=job.item.key, index=done.chunk.index, worker=done.worker)
         if job.complete:
+            writing = time.perf_counter()
             job.parts.finalize(job.n_chunks)
+            job.entry.write_seconds += time.perf_counter() - writing
             entry = job.entry
             entry.status = DONE
             entry.csv = job.parts.csv_path.relative_to(self.config.out).as_posix()

@@ -18,7 +18,7 @@ $(APP_STAMP): setup.cfg pyproject.toml constraints.txt | $(PY)
 	touch $@
 
 $(DEV_STAMP): setup.cfg pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install -c constraints.txt -e '.[dev,train,peers]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev,train,peers,batch]'
 	$(PY) -m pip check
 	touch $@ $(APP_STAMP)
 

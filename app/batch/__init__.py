@@ -1,0 +1,19 @@
+"""``python -m app batch``: annotate a collection of videos on this machine or a Ray cluster.
+
+One job per module:
+
+- ``inputs``: which inputs a command line names (files, folders searched recursively, list files)
+- ``probe``: an input's size, content hash and frame count, and opening it for reading
+- ``plan``: cutting an input into overlapping chunks of frames
+- ``worker``: the long-lived worker (a Ray actor) that loads the pipeline once and runs chunks
+- ``stitch``: putting chunks back in order, keeping face ids across chunk boundaries
+- ``schema``: the Parquet columns (the one place where per-face columns are added)
+- ``parts``: the per-chunk files on disk (the durable state) and the final CSV + Parquet
+- ``manifest``: ``DIR/manifest.json``: inputs, settings, versions, status; what resume reads
+- ``progress``: the one progress bar over all frames
+- ``runner``: starts Ray, hands out chunks, collects, writes, handles faults and Ctrl+C
+- ``cli``: the command's options
+
+Only ``runner`` and ``worker`` import ray, and only the command imports them, so the rest of
+the app runs without the ``batch`` extra.
+"""

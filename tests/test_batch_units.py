@@ -1,0 +1,107 @@
+"""The batch command's parts that need no Ray: discovery, chunk plans, id stitching, part files."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from app.batch.inputs import CLIP_300VW, IMAGES, VIDEO, discover_inputs
+from app.batch.parts import ChunkState, InputParts
+from app.batch.plan import Chunk, plan_chunks
+from app.batch.schema import parquet_schema
+from app.batch.stitch import Stitcher
+from app.batch.worker import ChunkResult, FrameRecord
+from app.recording import CSV_HEADER, read_landmark_csv
+from app.types import FaceResult
+from models.types import Landmarks
+
+
+def face(track_id, x, y, size=100.0):
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 17), np.linspace(0, 1, 4)), -1).reshape(-1, 2)[:68]
+    points = np.array([x, y]) + size * grid
+    marks = Landmarks(points, np.full(68, 0.9))
+    return FaceResult(track_id, marks, marks)
+
+
+def record(index, *faces):
+    return FrameRecord(index, index / 25.0, tuple(faces))
+
+
+def test_chunks_cover_every_frame_once_and_overlap_the_chunk_before():
+    chunks = plan_chunks("a", 100, chunk_frames=30, overlap=8)
+    assert [(c.start, c.stop, c.first) for c in chunks] == [(0, 30, 0), (30, 60, 22), (60, 90, 52), (90, 100, 82)]
+    assert plan_chunks("a", None) == [Chunk("a", 0, 0, None, 0)]
+    assert plan_chunks("a", 5, chunk_frames=30, overlap=8)[0].planned_frames == 5
+    with pytest.raises(ValueError):
+        plan_chunks("a", 10, chunk_frames=0)
+
+
+def test_discovery_finds_videos_clips_image_folders_and_list_files(tmp_path, data_dir):
+    root = tmp_path / "collection"
+    (root / "talks" / "day1").mkdir(parents=True)
+    (root / "talks" / "day1" / "a.mp4").write_bytes(b"x")
+    (root / "talks" / "a.avi").write_bytes(b"x")
+    (root / "talks" / "notes.txt").write_text("not a list when found in a folder")
+    shutil.copytree(data_dir / "300vw_sample" / "001", root / "clips" / "001")
+    (root / "stills").mkdir()
+    shutil.copy(data_dir / "300vw_sample" / "001" / "imgs" / "000006.jpg", root / "stills" / "x.jpg")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "b.mp4").write_bytes(b"x")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.mp4").write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# more\nother/a.mp4\n\ncollection/talks/a.avi\nmissing.mp4\n")
+    items = discover_inputs([root, listing], out_dir=root / "out")
+    assert [(i.key, i.kind) for i in items] == [
+        ("clips/001", CLIP_300VW), ("stills", IMAGES), ("talks/a", VIDEO), ("talks/day1/a", VIDEO),
+        ("a", VIDEO), ("missing", VIDEO),  # a.avi listed again: once; a missing path is reported when run
+    ]
+    assert items[4].path == tmp_path / "other" / "a.mp4"
+    twice = discover_inputs([tmp_path / "other" / "a.mp4", root / "talks" / "a.avi"])
+    assert [i.key for i in twice] == ["a", "a~2"]
+
+
+def test_stitching_keeps_face_ids_across_chunks_in_any_arrival_order():
+    c0, c1 = Chunk("v", 0, 0, 4), Chunk("v", 1, 4, 8, warmup=2)
+    # Worker A ran chunk 0 (local ids 7, 8); worker B ran chunk 1 (its ids 31, 32 swapped in order)
+    r0 = ChunkResult(c0, frames=[record(i, face(7, 10 + i, 10), face(8, 300, 300)) for i in range(4)])
+    r1 = ChunkResult(
+        c1,
+        warmup=[record(i, face(31, 300, 300), face(32, 10 + i, 10)) for i in (2, 3)],
+        frames=[record(i, face(31, 300, 300), face(32, 10 + i, 10), *( [face(33, 600, 50)] if i == 6 else [])) for i in range(4, 8)],
+    )
+    stitcher = Stitcher(overlap=2)
+    stitcher.add(r1)
+    assert stitcher.ready() == [] and stitcher.waiting == 1
+    stitcher.add(r0)
+    written = [rec for _, recs in stitcher.ready() for rec in recs]
+    assert [r.index for r in written] == list(range(8))
+    ids = [{f.track_id: tuple(f.landmarks.points[0]) for f in r.faces} for r in written]
+    assert ids[0] == {1: (10.0, 10.0), 2: (300.0, 300.0)}
+    assert ids[5] == {1: (15.0, 10.0), 2: (300.0, 300.0)}  # same faces, same ids after the boundary
+    assert set(ids[6]) == {1, 2, 3}  # a face new in chunk 1 gets the next id
+
+
+def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
+    schema = parquet_schema({"source": "v.mp4"})
+    parts = InputParts(tmp_path, "sub/v", schema)
+    chunks = [[record(0, face(1, 10, 10)), record(1)], [record(2, face(1, 12, 10), face(2, 300, 300))]]
+    for index, records in enumerate(chunks):
+        parts.write_chunk(ChunkState(index, len(records), sum(len(r.faces) for r in records), records[-1].index, 3), records)
+    parts.write_chunk(ChunkState(0, 2, 1, 1, 2), chunks[0])  # a re-run chunk replaces its files
+    done = parts.done_chunks()
+    assert [s.index for s in done] == [0, 1]
+    tail = parts.tail(done, overlap=4)
+    assert tail.next_id == 3 and sorted(i for i, _ in tail.boxes[2]) == [1, 2]
+    np.testing.assert_allclose(tail.boxes[2][0][1], [12, 10, 112, 110], atol=1e-4)
+    parts.finalize(len(done))
+    assert not (tmp_path / ".parts").exists()
+    table = read_landmark_csv(tmp_path / "sub" / "v.csv")
+    assert list(table.frame) == [0, 2, 2] and list(table.face_id) == [1, 1, 2]
+    frame = pd.read_parquet(tmp_path / "sub" / "v.parquet")
+    assert list(frame.columns) == CSV_HEADER and list(frame["frame"]) == [0, 2, 2]
+    np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), np.hstack([table.points.reshape(3, -1), table.confidence]), atol=1e-3)
+    metadata = pq.read_schema(tmp_path / "sub" / "v.parquet").metadata
+    assert json.loads(metadata[b"source"]) == "v.mp4"

@@ -54,6 +54,7 @@ import numpy as np
 from app.plots import plot_ced
 from app.tracking import box_iou
 from app.vw_splits import OTHER, SPLITS, TEST_CATEGORIES, category_of
+from models import metrics
 from models.datasets import PROJECT_ROOT
 from models.landmarks68 import FIVE_POINT_MASK, INNER_49, inter_ocular, keypoints_from_landmarks
 from models.types import Detection

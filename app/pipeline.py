@@ -19,14 +19,13 @@ from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
 from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
 from app.types import FaceResult, Frame, FrameResult, StageTimings
 from models import align
-from models.detectors import FaceDetector, create_detector
+from models.detectors import DEFAULT_DETECTOR, FaceDetector, create_detector
 from models.detectors.base import MIN_IMAGE_SIDE
 from models.landmark_model import LandmarkModel
 from models.registry import default_model, load_landmark_model
 from models.landmarks68 import NUM_LANDMARKS
 from models.types import AlignedCrop, Detection, Landmarks
 
-DEFAULT_DETECTOR = "blazeface"
 _LOST = Landmarks(points=np.full((NUM_LANDMARKS, 2), np.nan), confidence=np.zeros(NUM_LANDMARKS))  # no fit: the tracker drops it
 
 

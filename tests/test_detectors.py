@@ -1,4 +1,4 @@
-"""Face detectors: the real BlazeFace, RetinaFace and YuNet on real HELEN-test images, plus
+"""Face detectors: the real BlazeFace, MTCNN, RetinaFace and YuNet (and the default ``auto``) on real HELEN-test images, plus
 unit tests of the prior boxes, decoding, NMS and letterbox geometry."""
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from models.types import Detection
 TEST_IMAGES = list_annotated(data_root() / TEST_SET)[:4]
 # Slots each detector really gives (BlazeFace: eyes, nose, mouth centre).
 EXPECTED_SLOTS = {
+    "auto": [True, True, True, False, False, True],  # BlazeFace on these small images
     "blazeface": [True, True, True, False, False, True],
+    "mtcnn": [True, True, True, True, True, False],
     "retinaface": [True, True, True, True, True, False],
     "yunet": [True, True, True, True, True, False],
 }
@@ -74,9 +76,20 @@ def test_blank_image_has_no_faces(detector):
 
 def test_rejects_images_that_are_not_bgr(detector):
     with pytest.raises(ValueError, match="uint8 BGR"):
-        detector.detect(np.zeros((100, 100), np.uint8))
+        detector.detect(np.zeros((100, 100, 2), np.uint8))
     with pytest.raises(ValueError, match="uint8 BGR"):
         detector.detect(np.zeros((100, 100, 3), np.float32))
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), np.zeros((1, 1, 3), np.uint8)):
+        with pytest.raises(ValueError, match="too small"):
+            detector.detect(empty)
+    assert detector.detect(np.full((8, 8, 3), 128, np.uint8)) == []
+
+
+def test_grayscale_and_bgra_frames_are_converted(detector, helen_faces):
+    image, points = helen_faces[0]
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    for frame in (gray, gray[:, :, None], cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)):
+        assert match_detection(detector.detect(frame), points) is not None
 
 
 @pytest.mark.parametrize("name", ["retinaface", "yunet"])
@@ -158,8 +171,9 @@ def test_wrong_network_is_refused_with_its_name():
 def test_unknown_detector_and_stray_model_path():
     with pytest.raises(ValueError, match="unknown detector"):
         create_detector("haar")
-    with pytest.raises(ValueError, match="mediapipe"):
-        create_detector("blazeface", "/some/model.tflite")
+    for name in ("auto", "blazeface", "mtcnn"):
+        with pytest.raises(ValueError, match="takes no model_path"):
+            create_detector(name, "/some/model.onnx")
 
 
 # ---- RetinaFace priors, decoding, NMS --------------------------------------------------

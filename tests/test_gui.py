@@ -355,10 +355,12 @@ def test_backend_dropdown_disables_unavailable_backends_with_the_reason(qtbot, m
             assert item.toolTip() == reason
 
 
-def test_detector_choice_needs_its_file_and_a_bad_one_keeps_blazeface(qtbot, make_window, talking_clip,
-                                                                      detectors_dir, tmp_path):
+def test_detector_choice_needs_its_file_and_a_bad_one_keeps_the_default(qtbot, make_window, talking_clip,
+                                                                        detectors_dir, tmp_path):
     window = make_window()
     combo = window.model_panel.detector_combo
+    for shipped in ("auto", "blazeface", "mtcnn"):  # need no file
+        assert combo.model().item(combo.findData(shipped)).isEnabled()
     yunet_row = combo.findData("yunet")
     assert not combo.model().item(yunet_row).isEnabled() and "Detector file" in combo.model().item(yunet_row).toolTip()
     recorder = Recorder(window)
@@ -372,7 +374,7 @@ def test_detector_choice_needs_its_file_and_a_bad_one_keeps_blazeface(qtbot, mak
     window.set_detector_file("retinaface", str(bad))
     qtbot.waitUntil(lambda: bool(failed), timeout=30000)
     assert any("retinaface" in text.lower() for text in errors(window))
-    assert window.model_panel.detector() == "blazeface"
+    assert window.model_panel.detector() == "auto"
     window.set_detector_file("yunet", str(detectors_dir / "yunet_n_640_640.onnx"))
     qtbot.waitUntil(lambda: "yunet" in ready, timeout=30000)
     assert combo.model().item(yunet_row).isEnabled() and window.model_panel.detector() == "yunet"
@@ -428,8 +430,8 @@ def test_live_sources_keep_only_the_latest_frame(talking_clip):
     assert math.isfinite(float(np.median(lags)))
 
 
-def test_a_remembered_detector_file_that_is_gone_falls_back_to_blazeface(qtbot, make_window, talking_clip,
-                                                                         tmp_path):
+def test_a_remembered_detector_file_that_is_gone_falls_back_to_the_default(qtbot, make_window, talking_clip,
+                                                                           tmp_path):
     store = open_qsettings(str(tmp_path / "gone.ini"))
     save_settings(store, AppSettings(detector="yunet", yunet_file=str(tmp_path / "deleted_yunet.onnx"),
                                      record_dir=str(tmp_path)))
@@ -438,7 +440,7 @@ def test_a_remembered_detector_file_that_is_gone_falls_back_to_blazeface(qtbot, 
     window.open_video(talking_clip)
     wait_frames(qtbot, recorder, 5)
     assert any("deleted_yunet.onnx" in text for text in errors(window))
-    assert window.model_panel.detector() == "blazeface"
+    assert window.model_panel.detector() == "auto"
     assert all(p.tracked for p in recorder.packets) and recorder.packets[-1].faces == 1
 
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QSettings
 from app.overlay import OverlayOptions
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
+from models.detectors import DEFAULT_DETECTOR
 from models.registry import default_model
 
 ORGANISATION = "facetrack68"
@@ -27,7 +28,7 @@ class AppSettings:
     camera_resolution: str = DEFAULT_RESOLUTION
     model: str = field(default_factory=default_model)
     backend: str = "auto"  # "auto" or an engines.base.Backend value
-    detector: str = "blazeface"
+    detector: str = DEFAULT_DETECTOR
     retinaface_file: str = ""
     yunet_file: str = ""
     smoothing: bool = True

@@ -42,6 +42,7 @@ from app.gui.worker import TrackingWorker
 from app.pipeline import PipelineOptions
 from app.recording import DEFAULT_VIDEO_SUFFIX
 from app.tracking import TrackerOptions
+from models.detectors import DEFAULT_DETECTOR
 from models.registry import precision_files
 
 log = logging.getLogger(__name__)
@@ -549,8 +550,8 @@ class MainWindow(QMainWindow):
         self.model_panel.select_detector(name)
 
     def _on_detector_failed(self, name: str, model_file: str, message: str) -> None:
-        """Show the detector that still runs (the worker falls back to BlazeFace if none does)."""
-        self.model_panel.select_detector(self.settings.detector if self.settings.detector != name else "blazeface")
+        """Show the detector that still runs (the worker falls back to the default one if none does)."""
+        self.model_panel.select_detector(self.settings.detector if self.settings.detector != name else DEFAULT_DETECTOR)
 
     def _on_recording_changed(self, info: RecordingInfo | None) -> None:
         started = info is not None and self.recording is None

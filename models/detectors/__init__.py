@@ -1,6 +1,8 @@
 """Face detectors behind one interface: ``create_detector(name, model_path=None, **options)``.
 
-``blazeface`` (default; MediaPipe, models inside the mediapipe wheel), ``retinaface``
+``auto`` (default: BlazeFace up to 720p, MTCNN on larger frames; ``models.detectors.auto``),
+``blazeface`` (MediaPipe, models inside the mediapipe wheel), ``mtcnn`` (MTCNN, networks
+shipped in ``assets/mtcnn``: small and many faces, five points), ``retinaface``
 (RetinaFace MobileNet-0.25 ONNX file) and ``yunet`` (fixed-size YuNet ONNX file for
 ``cv2.FaceDetectorYN``). The ONNX files are never part of the project: the caller names them.
 """
@@ -10,8 +12,9 @@ from pathlib import Path
 
 from models.detectors.base import FaceDetector, Letterbox
 
-DETECTOR_NAMES = ("blazeface", "retinaface", "yunet")
-DEFAULT_DETECTOR = "blazeface"
+DETECTOR_NAMES = ("auto", "blazeface", "mtcnn", "retinaface", "yunet")
+DEFAULT_DETECTOR = "auto"
+SHIPPED_DETECTORS = ("auto", "blazeface", "mtcnn")  # need no file from the user
 # The shared test files (in ``models.datasets.detector_model_dir()``) each file-based detector was checked with.
 MODEL_FILES = {"retinaface": "retinaface_mbnet0.25.onnx", "yunet": "yunet_n_640_640.onnx"}
 
@@ -22,12 +25,20 @@ def create_detector(name: str = DEFAULT_DETECTOR, model_path: str | Path | None 
     Raises ``ValueError`` for an unknown name, ``TypeError`` for an unknown option and
     ``engines.base.ModelFileError`` (naming the file) for a missing or unusable model file.
     """
+    if name in SHIPPED_DETECTORS and model_path is not None:
+        raise ValueError(f"{name} uses the models shipped with the install; it takes no model_path")
+    if name == "auto":
+        from models.detectors.auto import AutoDetector
+
+        return AutoDetector(**options)
     if name == "blazeface":
-        if model_path is not None:
-            raise ValueError("blazeface uses the models inside the mediapipe package; it takes no model_path")
         from models.detectors.blazeface import BlazeFaceDetector
 
         return BlazeFaceDetector(**options)
+    if name == "mtcnn":
+        from models.detectors.mtcnn import MtcnnDetector
+
+        return MtcnnDetector(**options)
     if name == "retinaface":
         from models.detectors.retinaface import RetinaFaceDetector
 
@@ -39,4 +50,4 @@ def create_detector(name: str = DEFAULT_DETECTOR, model_path: str | Path | None 
     raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
 
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTOR_NAMES", "MODEL_FILES", "FaceDetector", "Letterbox", "create_detector"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTOR_NAMES", "SHIPPED_DETECTORS", "MODEL_FILES", "FaceDetector", "Letterbox", "create_detector"]

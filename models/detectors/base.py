@@ -43,8 +43,16 @@ MIN_IMAGE_SIDE = 2  # pixels; smaller images hold no face (the pipeline skips de
 
 
 def check_image(image_bgr: np.ndarray) -> np.ndarray:
-    """``image_bgr`` as a contiguous (H, W, 3) uint8 array, or a ValueError that says what is wrong."""
+    """``image_bgr`` as a contiguous (H, W, 3) uint8 array, or a ValueError that says what is wrong.
+
+    Grayscale (H, W) or (H, W, 1) and BGRA (H, W, 4) uint8 frames are converted to BGR.
+    """
     image = np.asarray(image_bgr)
+    if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4))):
+        if image.size == 0:
+            raise ValueError(f"image too small to search for faces: {image.shape[1]}x{image.shape[0]}")
+        code = cv2.COLOR_BGRA2BGR if image.ndim == 3 and image.shape[2] == 4 else cv2.COLOR_GRAY2BGR
+        image = cv2.cvtColor(image, code)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"a detector needs an (H, W, 3) uint8 BGR image, got shape {image.shape} {image.dtype}")
     if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:

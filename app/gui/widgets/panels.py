@@ -30,7 +30,7 @@ from app.overlay import OverlayOptions
 from app.pipeline import PipelineOptions
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
-from models.detectors import DETECTOR_NAMES
+from models.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, SHIPPED_DETECTORS
 
 RESOLUTIONS = ("640x480", "1280x720", "1920x1080")
 BACKEND_CHOICES = (  # (value, label) in the back-end dropdown
@@ -46,7 +46,18 @@ PRECISION_CHOICES = (  # (value, label) in the precision dropdown; engines.preci
     ("fp16", "FP16"),
     ("int8", "INT8"),
 )
-DETECTOR_LABELS = {"blazeface": "BlazeFace", "retinaface": "RetinaFace", "yunet": "YuNet"}
+DETECTOR_LABELS = {
+    "auto": "Auto (BlazeFace; MTCNN above 720p)",
+    "blazeface": "BlazeFace",
+    "mtcnn": "MTCNN (small faces, crowds)",
+    "retinaface": "RetinaFace",
+    "yunet": "YuNet",
+}
+SHIPPED_TOOLTIPS = {
+    "auto": "BlazeFace for frames up to 720p, MTCNN for larger frames; both ship with the app",
+    "blazeface": "BlazeFace, shipped with MediaPipe",
+    "mtcnn": "MTCNN, shipped with the app: faces from 20 px, five points",
+}
 OVERLAY_LABELS = (  # (OverlayOptions field, check box text)
     ("points", "Points"),
     ("contours", "Contours"),
@@ -187,7 +198,7 @@ class SourcePanel(QGroupBox):
 
 class ModelPanel(QGroupBox):
     model_requested = Signal(str, str)  # name (with "@precision" unless auto), back-end
-    detector_requested = Signal(str, str)  # name, model file ("" for blazeface)
+    detector_requested = Signal(str, str)  # name, model file ("" for the shipped detectors)
     detector_file_requested = Signal(str)  # the detector whose ONNX file to choose
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -208,7 +219,7 @@ class ModelPanel(QGroupBox):
         self.detector_file_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.detector_file_button)
         for name in DETECTOR_NAMES:
-            if name != "blazeface":
+            if name not in SHIPPED_DETECTORS:
                 action = menu.addAction(f"{DETECTOR_LABELS[name]} ONNX file…")
                 action.triggered.connect(lambda _=False, n=name: self.detector_file_requested.emit(n))
         self.detector_file_button.setMenu(menu)
@@ -279,12 +290,12 @@ class ModelPanel(QGroupBox):
         self._update_precision_state()
 
     def set_detector_files(self, files: dict[str, str]) -> None:
-        """RetinaFace and YuNet are offered once the user has pointed to their ONNX files."""
+        """The shipped detectors are always offered; RetinaFace and YuNet once the user has pointed to their ONNX files."""
         self._detector_files = {name: path for name, path in files.items() if path}
         for row in range(self.detector_combo.count()):
             name = self.detector_combo.itemData(row)
-            if name == "blazeface":
-                _set_item_enabled(self.detector_combo, row, True, "BlazeFace, shipped with MediaPipe")
+            if name in SHIPPED_DETECTORS:
+                _set_item_enabled(self.detector_combo, row, True, SHIPPED_TOOLTIPS[name])
                 continue
             path = self._detector_files.get(name)
             tooltip = path or f"Choose the {DETECTOR_LABELS[name]} ONNX file with 'Detector file…' first"
@@ -326,7 +337,7 @@ class ModelPanel(QGroupBox):
         return self.model() if precision == "auto" else f"{self.model()}@{precision}"
 
     def detector(self) -> str:
-        return self.detector_combo.currentData() or "blazeface"
+        return self.detector_combo.currentData() or DEFAULT_DETECTOR
 
     def _update_backend_state(self) -> None:
         mediapipe = self.model() == "mediapipe68"

@@ -17,17 +17,23 @@ Modes:
 
 Misses are never dropped: their count is printed, NME is the mean over the found faces,
 and every miss counts as a failure in FR and as error infinity in the CED and AUC.
-AUC, FR and the CED use NME_io. ``n`` counts the faces evaluated, misses included; an
+AUC, FR and the CED use NME_io unless ``--norm`` names another normaliser (``ip``, or
+``box``: the square root of the ground-truth landmark box's area, for large-pose sets such as
+AFLW2000-3D); ``--points 51`` scores the 51 points off the jaw line (17-67) instead of all 68.
+``n`` counts the faces evaluated, misses included; an
 annotation that cannot be read is reported by name, skipped and counted.
 
-Writes ``<out>/<dataset>_<mode>_errors.csv`` (file, model, NME_io, NME_ip, detected; NME
-as fractions, empty for a miss) and ``<out>/<dataset>_<mode>_ced.png``.
+Writes ``<out>/<dataset>_<mode>_errors.csv`` (file, model, NME_io, NME_ip, NME_box, detected;
+NME as fractions over the scored points, empty for a miss) and ``<out>/<dataset>_<mode>_ced.png``
+(the CED of the chosen normaliser); a non-default ``--norm`` or ``--points`` adds ``_<norm>`` and
+``_<points>pts`` to both names.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import csv
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +44,8 @@ import numpy as np
 from app.argtypes import positive_float, positive_int
 from app.pipeline_args import add_precision_argument
 from app.plots import plot_ced
-from models.metrics import DEFAULT_THRESHOLD, MISS, auc, failure_rate, mean_nme, nme
+from models.landmarks68 import INNER_51
+from models.metrics import DEFAULT_THRESHOLD, MISS, NORMALISER_NAMES, NORMALISERS, auc, failure_rate, mean_nme, nme
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
 from models.detectors.base import match_face
 from models.landmark_model import LandmarkModel
@@ -57,6 +64,10 @@ class ImageResult:
     nme_io: float
     nme_ip: float
     detected: bool
+    nme_box: float = MISS
+
+    def error(self, norm: str) -> float:
+        return {"io": self.nme_io, "ip": self.nme_ip, "box": self.nme_box}[norm]
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,9 @@ class EvaluationSummary:
     skipped: tuple[str, ...]  # "file: reason" for annotations that could not be used
     results: tuple[ImageResult, ...]
     detector: str | None = None
+    norm: str = "io"  # the normaliser of auc, fr and the CED
+    points: int = 68  # 68, or 51 (the points off the jaw line)
+    nme_box: float = float("nan")
 
     @property
     def found(self) -> int:
@@ -81,9 +95,12 @@ class EvaluationSummary:
 
     def line(self) -> str:
         thr = f"{self.threshold:g}"
+        default = self.norm == "io" and self.points == 68
+        scoring = "" if default else f"points={self.points} norm={self.norm} "
+        box = f"NME_box={100 * self.nme_box:.2f}% " if self.norm == "box" else ""
         return (
-            f"model={self.model} dataset={self.dataset} mode={self.mode} n={self.n} "
-            f"NME_io={100 * self.nme_io:.2f}% NME_ip={100 * self.nme_ip:.2f}% "
+            f"model={self.model} dataset={self.dataset} mode={self.mode} n={self.n} {scoring}"
+            f"NME_io={100 * self.nme_io:.2f}% NME_ip={100 * self.nme_ip:.2f}% {box}"
             f"AUC@{thr}={self.auc:.3f} FR@{thr}={100 * self.fr:.2f}%"
         )
 
@@ -118,10 +135,21 @@ def _predict_own(model: LandmarkModel, image: np.ndarray, gt: np.ndarray) -> np.
     return None if k is None else faces[k][1].points
 
 
-def _result(file: str, model: str, pred: np.ndarray | None, gt: np.ndarray) -> ImageResult:
+def _result(file: str, model: str, pred: np.ndarray | None, gt: np.ndarray,
+            indices: Sequence[int] | None = None) -> ImageResult:
     if pred is None:
         return ImageResult(file, model, MISS, MISS, detected=False)
-    return ImageResult(file, model, nme(pred, gt, "io"), nme(pred, gt, "ip"), detected=True)
+    io, ip, box = (nme(pred, gt, norm, indices) for norm in NORMALISERS)
+    return ImageResult(file, model, io, ip, detected=True, nme_box=box)
+
+
+def scored_points(points: int) -> tuple[int, ...] | None:
+    """The indices ``--points`` scores: None for all 68, the 51 off the jaw line for 51."""
+    if points == 68:
+        return None
+    if points == 51:
+        return INNER_51
+    raise ValueError(f"--points must be 68 or 51, not {points}")
 
 
 def evaluate(
@@ -133,17 +161,23 @@ def evaluate(
     limit: int | None = None,
     progress: bool = False,
     dataset_label: str | None = None,
+    norm: str = "io",
+    points: int = 68,
 ) -> list[EvaluationSummary]:
     """Measure each model on the annotated stills of ``dataset``, all on the same faces.
 
     ``models`` are loaded models or names (loaded here and closed afterwards); ``dataset``
     is a folder or a name under the data root (``300w/helen_test``); ``detector`` (an
     instance or a name) is needed in ``detector`` mode; ``limit`` takes the first N images
-    by name. Raises FileNotFoundError for a missing or empty dataset, ValueError for a bad
+    by name; ``norm`` is the normaliser of AUC, FR and the CED, ``points`` 68 or 51 (the
+    points scored). Raises FileNotFoundError for a missing or empty dataset, ValueError for a bad
     mode or model list.
     """
     if mode not in MODES:
         raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(MODES)}")
+    if norm not in NORMALISERS:
+        raise ValueError(f"unknown NME normaliser {norm!r}; choose one of {', '.join(NORMALISERS)}")
+    indices = scored_points(points)
     with contextlib.ExitStack() as owned:
         loaded = []
         for model in models:
@@ -154,7 +188,8 @@ def evaluate(
             from models.detectors import create_detector
 
             detector = owned.enter_context(create_detector(detector))
-        return _evaluate(loaded, dataset, mode, detector, threshold, limit, progress, dataset_label)
+        summaries = _evaluate(loaded, dataset, mode, detector, threshold, limit, progress, dataset_label, indices, norm)
+    return [dataclasses.replace(s, points=points) for s in summaries]
 
 
 def _evaluate(
@@ -166,6 +201,8 @@ def _evaluate(
     limit: int | None,
     progress: bool,
     dataset_label: str | None,
+    indices: Sequence[int] | None,
+    norm: str,
 ) -> list[EvaluationSummary]:
     import cv2
     from tqdm import tqdm
@@ -215,7 +252,7 @@ def _evaluate(
         else:
             preds = {m.name: _predict_own(m, image, gt) for m in models}
         for name, pred in preds.items():
-            results[name].append(_result(file, name, pred, gt))
+            results[name].append(_result(file, name, pred, gt, indices))
 
     label = dataset_label if dataset_label is not None else str(dataset)
     summaries = []
@@ -225,6 +262,8 @@ def _evaluate(
             raise ValueError(f"no usable annotations in {folder}: {len(skipped)} skipped")
         io = np.array([r.nme_io for r in rows])
         ip = np.array([r.nme_ip for r in rows])
+        box = np.array([r.nme_box for r in rows])
+        chosen = {"io": io, "ip": ip, "box": box}[norm]
         summaries.append(
             EvaluationSummary(
                 model=name,
@@ -234,42 +273,50 @@ def _evaluate(
                 misses=int(sum(not r.detected for r in rows)),
                 nme_io=mean_nme(io),
                 nme_ip=mean_nme(ip),
-                auc=auc(io, threshold),
-                fr=failure_rate(io, threshold),
+                auc=auc(chosen, threshold),
+                fr=failure_rate(chosen, threshold),
                 threshold=threshold,
                 skipped=tuple(skipped),
                 results=tuple(rows),
                 detector=getattr(detector, "name", None) if mode == "detector" else None,
+                norm=norm,
+                nme_box=mean_nme(box),
             )
         )
     return summaries
 
 
-def output_paths(out_dir: str | Path, dataset: str | Path, mode: str) -> tuple[Path, Path]:
-    """The CSV and PNG paths: ``<out>/<dataset folder name>_<mode>_errors.csv`` and ``..._ced.png``."""
-    stem = f"{Path(dataset).name}_{mode}"
+def output_paths(out_dir: str | Path, dataset: str | Path, mode: str, norm: str = "io",
+                 points: int = 68) -> tuple[Path, Path]:
+    """The CSV and PNG paths: ``<out>/<dataset folder name>_<mode>_errors.csv`` and ``..._ced.png``
+    (``_<norm>`` and ``_<points>pts`` added after the mode when not the defaults)."""
+    stem = f"{Path(dataset).name}_{mode}" + (f"_{norm}" if norm != "io" else "") + (
+        f"_{points}pts" if points != 68 else "")
     out = Path(out_dir)
     return out / f"{stem}_errors.csv", out / f"{stem}_ced.png"
 
 
 def write_outputs(summaries: Sequence[EvaluationSummary], out_dir: str | Path, dataset: str | Path) -> tuple[Path, Path]:
     """Write the per-image CSV and the CED plot of one run; returns their paths."""
-    mode = summaries[0].mode
-    csv_path, png_path = output_paths(out_dir, dataset, mode)
+    first = summaries[0]
+    mode = first.mode
+    csv_path, png_path = output_paths(out_dir, dataset, mode, first.norm, first.points)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["file", "model", "NME_io", "NME_ip", "detected"])
+        writer.writerow(["file", "model", "NME_io", "NME_ip", "NME_box", "detected"])
         for summary in summaries:
             for r in summary.results:
-                cells = [f"{r.nme_io:.6f}", f"{r.nme_ip:.6f}"] if r.detected else ["", ""]
+                cells = [f"{r.nme_io:.6f}", f"{r.nme_ip:.6f}", f"{r.nme_box:.6f}"] if r.detected else ["", "", ""]
                 writer.writerow([r.file, r.model, *cells, int(r.detected)])
     how = mode if summaries[0].detector is None else f"{mode}, {summaries[0].detector}"
+    scored = "" if first.points == 68 else f", {first.points} points"
     plot_ced(
-        {s.model: [r.nme_io for r in s.results] for s in summaries},
+        {s.model: [r.error(first.norm) for r in s.results] for s in summaries},
         png_path,
-        threshold=summaries[0].threshold,
-        title=f"{Path(dataset).name} ({how})",
+        threshold=first.threshold,
+        title=f"{Path(dataset).name} ({how}{scored})",
+        xlabel=f"NME ({NORMALISER_NAMES[first.norm]})",
     )
     return csv_path, png_path
 
@@ -311,6 +358,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", help="engine for our networks: auto, tensorrt, ort-cuda, ort-cpu")
     add_precision_argument(parser)
     parser.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD, help="AUC / FR threshold (default 0.08)")
+    parser.add_argument("--norm", choices=NORMALISERS, default="io",
+                        help="normaliser of AUC, FR and the CED: io (outer eye corners, default), ip (eye centres), "
+                             "box (sqrt of the landmark box's width x height: large-pose sets such as AFLW2000-3D)")
+    parser.add_argument("--points", type=int, choices=(68, 51), default=68,
+                        help="points scored: all 68 (default) or the 51 off the jaw line")
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N images (by name)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the CSV and CED plot (default {DEFAULT_OUT})")
 
@@ -344,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
             detector = create_detector(args.detector, args.detector_model)
         summaries = evaluate(
             models, folder, args.mode, detector=detector, threshold=args.threshold,
-            limit=args.limit, progress=True, dataset_label=args.dataset,
+            limit=args.limit, progress=True, dataset_label=args.dataset, norm=args.norm, points=args.points,
         )
     finally:
         for model in models:

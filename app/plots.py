@@ -14,6 +14,7 @@ def plot_ced(
     path: str | Path,
     threshold: float = DEFAULT_THRESHOLD,
     title: str | None = None,
+    xlabel: str = "NME (inter-ocular)",
 ) -> Path:
     """Write a PNG with one CED curve per model (label shows its AUC and FR) up to ``threshold``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,7 +35,7 @@ def plot_ced(
         ax.step(x, ced(e, x), where="post", label=label)
     ax.set_xlim(0.0, threshold)
     ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("NME (inter-ocular)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of faces")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -39,6 +39,8 @@ MOUTH_CORNERS = (48, 54)
 
 # The 49 "inner" points used by 300-VW papers: everything but the jaw line.
 INNER_49 = tuple(i for i in range(17, 68) if i not in (60, 64))
+# The 51 points off the jaw line (brows, nose, eyes, mouth), as large-pose papers report them.
+INNER_51 = tuple(range(17, 68))
 
 _MIRROR_PAIRS = (
     [(i, 16 - i) for i in range(8)]

@@ -5,7 +5,9 @@ window's live error) and training, export and the model fits in ``models/`` all 
 
 * NME: mean point-to-point Euclidean error divided by a normalising distance taken
   from the ground truth: ``"io"`` = the outer eye corners (36, 45), ``"ip"`` = the
-  eye centres (means of 36-41 and 42-47). Over all 68 points or a subset of indices
+  eye centres (means of 36-41 and 42-47), ``"box"`` = the square root of the area
+  (width x height) of the ground truth's 68-point bounding box, as the field reports
+  AFLW2000-3D and Menpo, where the eye corners of a profile face coincide. Over all 68 points or a subset of indices
   (e.g. ``landmarks68.INNER_49`` for 300-VW). ``nme`` scores one face, ``nme_per_face`` many.
 * CED: the cumulative error distribution, the fraction of faces with NME <= x.
 * AUC@thr: the area under the CED from 0 to ``thr`` divided by ``thr``. The CED is a
@@ -28,7 +30,8 @@ import numpy as np
 from models.landmarks68 import LEFT_EYE, OUTER_EYE_CORNERS, RIGHT_EYE
 
 MISS = math.inf
-NORMALISERS = ("io", "ip")
+NORMALISERS = ("io", "ip", "box")
+NORMALISER_NAMES = {"io": "inter-ocular", "ip": "inter-pupil", "box": "landmark box"}
 DEFAULT_THRESHOLD = 0.08
 
 
@@ -39,6 +42,9 @@ def normalising_distances(gt: np.ndarray, norm: str = "io") -> np.ndarray:
         return np.linalg.norm(gt[:, OUTER_EYE_CORNERS[0]] - gt[:, OUTER_EYE_CORNERS[1]], axis=-1)
     if norm == "ip":
         return np.linalg.norm(gt[:, list(LEFT_EYE)].mean(1) - gt[:, list(RIGHT_EYE)].mean(1), axis=-1)
+    if norm == "box":
+        size = gt.max(axis=1) - gt.min(axis=1)  # (N, 2): width, height of the 68 points
+        return np.sqrt(size[:, 0] * size[:, 1])
     raise ValueError(f"unknown NME normaliser {norm!r}; use one of {NORMALISERS}")
 
 

@@ -81,7 +81,7 @@ def test_gt5_writes_the_csv_and_the_ced_plot(gt5_run, helen_test_dir):
     assert f"errors: {csv_path}" in stdout and f"ced: {png_path}" in stdout
     with csv_path.open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["file", "model", "NME_io", "NME_ip", "detected"]
+    assert list(rows[0]) == ["file", "model", "NME_io", "NME_ip", "NME_box", "detected"]
     assert len(rows) == 20
     files = [item.image_path.name for item in list_annotated(helen_test_dir)[:10]]
     for model in ("mediapipe68", "dlib68"):
@@ -111,7 +111,7 @@ def test_detector_misses_are_counted_as_failures(helen_test_dir, tmp_path, dlib6
 
     csv_path, _ = ev.write_outputs([summary], tmp_path / "out", tmp_path)
     rows = list(csv.DictReader(csv_path.open()))
-    assert rows[1] == {"file": "b_blank.jpg", "model": "dlib68", "NME_io": "", "NME_ip": "", "detected": "0"}
+    assert rows[1] == {"file": "b_blank.jpg", "model": "dlib68", "NME_io": "", "NME_ip": "", "NME_box": "", "detected": "0"}
 
 
 def test_evaluate_loads_models_and_detector_by_name(helen_test_dir):
@@ -195,3 +195,20 @@ def test_dlib_box_refits_from_training_images():
     fitted = fit_box(["300w/afw", "300w/helen_train"], limit=10, progress=False)
     assert fitted.used >= 15
     assert np.allclose(fitted.box, DLIB_BOX, atol=0.03)
+
+
+def test_box_norm_and_51_points_on_large_pose_faces(data_dir, tmp_path):
+    """--norm box --points 51 on AFLW2000-3D validation faces: the CSV and plot follow the choice."""
+    code, stdout, _ = run_cli("--model", "mediapipe68", "--dataset", str(data_dir / "validation" / "aflw2000_199"),
+                              "--norm", "box", "--points", "51", "--limit", "6", "--out", str(tmp_path))
+    assert code == 0, stdout
+    line = next(line for line in stdout.splitlines() if line.startswith("model="))
+    assert " points=51 norm=box " in line
+    box = float(re.search(r"NME_box=(\d+\.\d\d)%", line).group(1))
+    io = float(re.search(r"NME_io=(\d+\.\d\d)%", line).group(1))
+    assert 0 < box < io  # the landmark box is wider than the inter-ocular distance
+    csv_path = tmp_path / "aflw2000_199_gt5_box_51pts_errors.csv"
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and all(float(r["NME_box"]) < float(r["NME_io"]) for r in rows)
+    assert (tmp_path / "aflw2000_199_gt5_box_51pts_ced.png").is_file()

@@ -36,7 +36,21 @@ def test_normalising_distances():
     assert normalising_distance(gt, "io") == pytest.approx(100.0)
     assert normalising_distance(gt, "ip") == pytest.approx(70.0)
     with pytest.raises(ValueError, match="normaliser"):
-        normalising_distance(gt, "box")
+        normalising_distance(gt, "bbox")
+
+
+def test_box_normaliser_is_the_root_of_the_landmark_box_area():
+    gt = known_shape()
+    gt[:, 0] = np.interp(gt[:, 0], (gt[:, 0].min(), gt[:, 0].max()), (10, 170))  # width 160
+    gt[:, 1] = np.interp(gt[:, 1], (gt[:, 1].min(), gt[:, 1].max()), (-20, 70))  # height 90
+    assert normalising_distance(gt, "box") == pytest.approx(120.0)  # sqrt(160 * 90)
+    pred = gt + [3.0, 4.0]  # 5 px off everywhere
+    assert nme(pred, gt, "box") == pytest.approx(5.0 / 120.0)
+    profile = gt.copy()
+    profile[45] = profile[36]  # outer eye corners coincide (a profile face): io is undefined, box is not
+    with pytest.raises(ValueError, match="zero io"):
+        nme(pred, profile, "io")
+    assert nme(pred, profile, "box") > 0
 
 
 def test_nme_of_a_known_offset():

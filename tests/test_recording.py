@@ -22,6 +22,7 @@ from app.recording import (
     LandmarkCsvWriter,
     RecordingError,
     VideoRecorder,
+    complete_avi_frames,
     read_landmark_csv,
 )
 from app.sources import VideoFileSource
@@ -134,6 +135,8 @@ def test_recording_survives_sigkill(tmp_path, suffix, max_lost):
     indices = decoded_indices(out)
     assert indices == list(range(len(indices))), "frames decoded out of order or damaged"
     assert written - len(indices) <= max_lost
+    if suffix == ".avi":  # what a failed recording reports as kept: the frames a reader decodes
+        assert complete_avi_frames(out) == len(indices)
     table = read_landmark_csv(csv_path)  # flushed every frame: nothing lost
     assert table.frame.tolist() == list(range(90)) and not table.incomplete_last_row
     np.testing.assert_allclose(table.points[:, 0, 0], np.arange(90))
@@ -313,3 +316,35 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as folder:
         measure(Path(folder))
+
+
+# -- a really full disk ---------------------------------------------------------------
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 1 MiB tmpfs. Mounting needs root (CAP_SYS_ADMIN), so this runs where the tests run as root and is
+    skipped elsewhere; tests/test_cli.py and tests/test_gui.py get their full disk from RLIMIT_FSIZE, which
+    works for any user."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_a_really_full_disk_stops_the_recording_and_says_so(tiny_filesystem, source_frames, suffix):
+    path = tiny_filesystem / f"full{suffix}"
+    recorder = VideoRecorder(path, 30, (512, 512))
+    with pytest.raises(RecordingError) as error:
+        for i in range(200):
+            recorder.write(source_frames[i % len(source_frames)])
+    kept = recorder.frames_kept
+    assert f"recording to {path} stopped: the disk is full" in str(error.value)
+    assert f"keeps the first {kept} of {recorder.frames_written} frames" in str(error.value)
+    assert 5 <= kept == len(decoded_indices(path)) and recorder.closed
+    csv_path = tiny_filesystem / "full.csv"
+    with pytest.raises(RecordingError, match=f"writing {csv_path} failed: the disk is full"):
+        LandmarkCsvWriter(csv_path)

@@ -1,8 +1,9 @@
 """The worker thread: owns the frame source and the ``TrackingSession``; the window only paints.
 
 Requests from the GUI thread (open, play, step, seek, switch model / back-end /
-detector, options, overlay, record, snapshot) are queued under a lock and applied
-between frames; of several pending seeks only the latest is kept. Results leave as
+detector, options, overlay, record, snapshot; one type each in ``app/gui/requests.py``)
+are queued under a lock and applied between frames; of several pending seeks only the
+latest is kept. Results leave as
 signals carrying immutable values (a ``FramePacket`` with an owned QImage copy).
 
 * Files and 300-VW clips are read frame by frame: none is skipped, whatever the
@@ -22,7 +23,6 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,6 +30,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
+from app.gui import requests as rq
 from app.gui.capture import LatestFrameGrabber
 from app.gui.model_cache import ModelCache, cache_key
 from app.gui.values import (
@@ -53,12 +54,6 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2  # frames emitted but not yet shown by the window
 IDLE_WAIT_S = 0.5  # longest sleep when nothing is due (everything that matters wakes the thread)
 STATS_WINDOW = 60
-
-
-@dataclass(frozen=True)
-class _Request:
-    kind: str
-    value: object = None
 
 
 class _Load:
@@ -154,7 +149,7 @@ class TrackingWorker(QThread):
         super().__init__(parent)
         self.setObjectName("TrackingWorker")
         self._cond = threading.Condition()
-        self._requests: list[_Request] = []
+        self._requests: list[rq.Request] = []
         self._wake_flag = False
         self._stopping = False
         self._in_flight = 0
@@ -191,11 +186,11 @@ class TrackingWorker(QThread):
         self._problems_reported = 0  # of the open source's problems, already in the status bar
 
     # -- requests (any thread) ------------------------------------------------
-    def _request(self, kind: str, value: object = None) -> None:
+    def _request(self, request: rq.Request) -> None:
         with self._cond:
-            if kind == "seek":  # the latest seek wins
-                self._requests = [r for r in self._requests if r.kind != "seek"]
-            self._requests.append(_Request(kind, value))
+            if isinstance(request, rq.Seek):  # the latest seek wins
+                self._requests = [r for r in self._requests if not isinstance(r, rq.Seek)]
+            self._requests.append(request)
             self._wake_flag = True
             self._cond.notify()
 
@@ -205,50 +200,50 @@ class TrackingWorker(QThread):
             self._cond.notify()
 
     def open_source(self, spec: SourceSpec, play: bool = True) -> None:
-        self._request("open", (spec, play))
+        self._request(rq.OpenSource(spec, play))
 
     def play(self) -> None:
-        self._request("play", True)
+        self._request(rq.SetPlaying(True))
 
     def pause(self) -> None:
-        self._request("play", False)
+        self._request(rq.SetPlaying(False))
 
     def toggle_play(self) -> None:
-        self._request("toggle")
+        self._request(rq.TogglePlay())
 
     def step(self, delta: int) -> None:
         """Pause and show the next (+1) or previous (-1) frame."""
-        self._request("step", delta)
+        self._request(rq.Step(int(delta)))
 
     def seek(self, index: int) -> None:
-        self._request("seek", int(index))
+        self._request(rq.Seek(int(index)))
 
     def set_model(self, name: str, backend: str = "auto") -> None:
-        self._request("model", (name, backend))
+        self._request(rq.SetModel(name, backend))
 
     def set_detector(self, name: str, model_file: str | None = None) -> None:
-        self._request("detector", (name, model_file or ""))
+        self._request(rq.SetDetector(name, model_file or ""))
 
     def set_options(self, options: PipelineOptions) -> None:
-        self._request("options", options)
+        self._request(rq.SetOptions(options))
 
     def set_overlay(self, overlay: OverlayOptions) -> None:
-        self._request("overlay", overlay)
+        self._request(rq.SetOverlay(overlay))
 
     def set_max_speed(self, enabled: bool) -> None:
-        self._request("max_speed", bool(enabled))
+        self._request(rq.SetMaxSpeed(bool(enabled)))
 
     def start_recording(self, video: str | Path, landmarks: str | Path) -> None:
-        self._request("record", (str(video), str(landmarks)))
+        self._request(rq.StartRecording(str(video), str(landmarks)))
 
     def stop_recording(self) -> None:
-        self._request("record", None)
+        self._request(rq.StopRecording())
 
     def snapshot(self, path: str | Path) -> None:
-        self._request("snapshot", str(path))
+        self._request(rq.Snapshot(str(path)))
 
     def refresh_environment(self) -> None:
-        self._request("environment")
+        self._request(rq.RefreshEnvironment())
 
     def set_display_area(self, width: int, height: int) -> None:
         """The view's size in device pixels: frames are scaled to fit it in this thread."""
@@ -329,40 +324,44 @@ class TrackingWorker(QThread):
             self._detector.close()
         self._session = None
 
-    def _apply(self, request: _Request) -> None:
-        kind, value = request.kind, request.value
-        if kind == "open":
-            self._open(*value)
-        elif kind == "play":
-            self._set_playing(bool(value))
-        elif kind == "toggle":
-            self._set_playing(not self._playing)
-        elif kind == "step":
-            self._step(int(value))
-        elif kind == "seek":
-            self._seek(int(value))
-        elif kind == "model":
-            self._wanted_model = value
-            self._switch_requested = time.perf_counter()
-            self._update_model_load()
-        elif kind == "detector":
-            self._start_detector_load(*value)
-        elif kind == "options":
-            self._options = value
-            if self._session is not None:
-                self._session.pipeline.set_options(value)
-        elif kind == "overlay":
-            self._overlay = value
-            if self._session is not None:
-                self._session.overlay = value
-        elif kind == "max_speed":
-            self._max_speed = bool(value)
-        elif kind == "record":
-            self._start_recording(*value) if value else self._finish_recording()
-        elif kind == "snapshot":
-            self._snapshot(str(value))
-        elif kind == "environment":
-            self._probe_environment()
+    def _apply(self, request: rq.Request) -> None:
+        match request:
+            case rq.OpenSource(spec, play):
+                self._open(spec, play)
+            case rq.SetPlaying(playing):
+                self._set_playing(playing)
+            case rq.TogglePlay():
+                self._set_playing(not self._playing)
+            case rq.Step(delta):
+                self._step(delta)
+            case rq.Seek(index):
+                self._seek(index)
+            case rq.SetModel(name, backend):
+                self._wanted_model = (name, backend)
+                self._switch_requested = time.perf_counter()
+                self._update_model_load()
+            case rq.SetDetector(name, model_file):
+                self._start_detector_load(name, model_file)
+            case rq.SetOptions(options):
+                self._options = options
+                if self._session is not None:
+                    self._session.pipeline.set_options(options)
+            case rq.SetOverlay(overlay):
+                self._overlay = overlay
+                if self._session is not None:
+                    self._session.overlay = overlay
+            case rq.SetMaxSpeed(enabled):
+                self._max_speed = enabled
+            case rq.StartRecording(video, landmarks):
+                self._start_recording(video, landmarks)
+            case rq.StopRecording():
+                self._finish_recording()
+            case rq.Snapshot(path):
+                self._snapshot(path)
+            case rq.RefreshEnvironment():
+                self._probe_environment()
+            case _:
+                raise TypeError(f"unknown worker request {request!r}")
 
     # -- environment ----------------------------------------------------------
     def _probe_environment(self) -> None:

@@ -54,6 +54,8 @@ import numpy as np
 from app.plots import plot_ced
 from app.tracking import box_iou
 from app.vw_splits import OTHER, SPLITS, TEST_CATEGORIES, category_of
+from engines.files import atomic_write, atomic_writer
+from models import metrics
 from models.datasets import PROJECT_ROOT
 from models.landmarks68 import FIVE_POINT_MASK, INNER_49, inter_ocular, keypoints_from_landmarks
 from models.types import Detection
@@ -544,12 +546,6 @@ def _summarise(result: ClipResult, rows, numbers, gts, shown, raws, status) -> d
 # --------------------------------------------------------------------------- cache
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -570,21 +566,13 @@ def save_clip(clip_dir: Path, result: ClipResult, rows: list[dict], arrays: dict
     clip_dir.mkdir(parents=True, exist_ok=True)
     stem = clip_dir / result.clip
 
-    def write_rows(tmp: Path) -> None:
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FRAME_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    _atomic_write(stem.with_suffix(".csv"), write_rows)
+    _write_csv(stem.with_suffix(".csv"), rows, FRAME_FIELDS)
     if arrays:
-        _atomic_write(
-            stem.with_suffix(".npz"),
-            lambda tmp: np.savez_compressed(tmp.open("wb"), **{k: np.asarray(v) for k, v in arrays.items()}),
-        )
+        with atomic_writer(stem.with_suffix(".npz")) as handle:
+            np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
     # the .json is written last: its presence marks the clip as done
     summary = json.dumps(_jsonable(asdict(result)), indent=1)
-    _atomic_write(stem.with_suffix(".json"), lambda tmp: tmp.write_text(summary))
+    atomic_write(stem.with_suffix(".json"), summary)
 
 
 _FLOAT_FIELDS = ("nme68", "nme49", "nme68_raw", "nme49_raw", "jitter", "jitter_raw")
@@ -755,18 +743,15 @@ def write_report(report: EvalReport, command: str) -> Path:
         lines += ["", "## CED", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]
     path = out / "report.md"
-    _atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    atomic_write(path, "\n".join(lines) + "\n")
     return path
 
 
 def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-    _atomic_write(path, write)
+    with atomic_writer(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 # --------------------------------------------------------------------------- the run

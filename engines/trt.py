@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Backend, BackendUnavailable, Runner, TensorSpec
-from engines.cache import atomic_write
+from engines.files import atomic_write
 from engines.base import check_feed, format_shape
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from engines import Backend, BackendUnavailable, ModelFileError, TensorSpec
-from engines import cache, select, trt
+from engines import cache, files, select, trt
 from engines.base import check_feed
 from engines.ort import OrtRunner
 from engines.trt import EngineBuildError, EngineLoadError, GpuInfo
@@ -416,24 +415,36 @@ def test_engine_files_live_under_cache_dir(model_path: Path, tmp_path: Path, mon
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "x.engine"
-    cache.atomic_write(target, b"first")
-    cache.atomic_write(target, b"second version")
+    files.atomic_write(target, b"first")
+    files.atomic_write(target, b"second version")
     assert target.read_bytes() == b"second version"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.engine"]
 
 
 def test_atomic_write_failure_keeps_old_content(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "x.engine"
-    cache.atomic_write(target, b"good")
+    files.atomic_write(target, b"good")
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        cache.atomic_write(target, b"half-written")
+        files.atomic_write(target, b"half-written")
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["x.engine"]
+
+
+def test_atomic_writer_streams_text_and_an_error_in_the_body_keeps_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "rows.csv"
+    with files.atomic_writer(target, "w", newline="") as handle:
+        handle.write("a,b\r\n1,2\r\n")
+    assert target.read_bytes() == b"a,b\r\n1,2\r\n"
+    with pytest.raises(RuntimeError, match="half way"):
+        with files.atomic_writer(target, "w") as handle:
+            handle.write("partial")
+            raise RuntimeError("half way")
+    assert target.read_text() == "a,b\n1,2\n" and [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
 
 
 def strict_loader(data: bytes) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
 from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
 from app.types import FaceResult, Frame, FrameResult, StageTimings
+from engines.base import ProgressCallback
 from models import align
 from models.detectors import FaceDetector, create_detector
 from models.landmark_model import LandmarkModel
@@ -157,10 +158,11 @@ def build_pipeline(
     detector_model: str | None = None,
     options: PipelineOptions | None = None,
     on_message: Callable[[str], None] | None = None,
-    on_progress: Callable[[float], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Pipeline:
     """Load the named detector and landmark model (default: ``models.registry.default_model()``)
-    and wire them into a Pipeline."""
+    and wire them into a Pipeline. ``on_message`` and ``on_progress(phase, done, total)`` are
+    passed on to ``engines.open_runner``."""
     model = model or default_model()
     face_detector = create_detector(detector, model_path=detector_model)
     try:

@@ -634,22 +634,39 @@ class _FakeMonitorBase:
         pass
 
 
-def test_progress_monitor_reports_nested_phases_and_cancels() -> None:
+def test_progress_monitor_reports_one_overall_fraction_over_nested_phases() -> None:
+    """Build (2 steps) with a child phase in each step: the fraction never goes back and ends at 1."""
     calls: list[tuple[str, int, int]] = []
+    monitor = trt._make_progress_monitor(types.SimpleNamespace(IProgressMonitor=_FakeMonitorBase),
+                                         lambda *args: calls.append(args))
+    monitor.phase_start("Build", None, 2)
+    monitor.phase_start("Tactics", "Build", 4)
+    for step in range(4):
+        monitor.step_complete("Tactics", step)
+    monitor.phase_finish("Tactics")
+    monitor.step_complete("Build", 0)
+    monitor.phase_start("Weights", "Build", 2)
+    monitor.step_complete("Weights", 0)
+    monitor.phase_finish("Weights")
+    monitor.step_complete("Build", 1)
+    monitor.phase_finish("Build")
+    units = trt.PROGRESS_UNITS
+    assert all(total == units for _, _, total in calls)
+    assert [done for _, done, _ in calls] == [0, 0, 125, 250, 375, 500, 500, 500, 500, 750, 1000, 1000, 1000]
+    assert [phase for phase, _, _ in calls][1:3] == ["Build / Tactics", "Build / Tactics"]
+    assert calls[-1] == ("Build", units, units)
 
+
+def test_progress_monitor_cancels_when_the_callback_says_so() -> None:
     def on_progress(phase, done, total):
-        calls.append((phase, done, total))
-        return not (phase.endswith("Tactics") and done == 2)
+        return not (phase.endswith("Tactics") and done >= total / 4)
 
     monitor = trt._make_progress_monitor(types.SimpleNamespace(IProgressMonitor=_FakeMonitorBase), on_progress)
     monitor.phase_start("Build", None, 2)
     monitor.phase_start("Tactics", "Build", 3)
-    assert monitor.step_complete("Tactics", 0) is True
-    assert monitor.step_complete("Tactics", 1) is False  # callback returned False: cancel
+    assert monitor.step_complete("Tactics", 0) is True  # 1/6 of the build
+    assert monitor.step_complete("Tactics", 1) is False  # 2/6: the callback returned False
     assert monitor.cancelled
-    monitor.phase_finish("Tactics")
-    assert calls[:3] == [("Build", 0, 2), ("Build / Tactics", 0, 3), ("Build / Tactics", 1, 3)]
-    assert calls[-1] == ("Build / Tactics", 3, 3)
 
 
 def test_progress_monitor_swallows_callback_errors() -> None:
@@ -1049,7 +1066,7 @@ def test_build_engine_options_on_stand_ins(model_path: Path, tmp_path: Path, mon
     [profile] = builder.config.profiles
     assert profile.shapes == {"image": ((1, 3, 8, 8), (1, 3, 8, 8), (6, 3, 8, 8))}
     assert timing.read_bytes() == b"old+timings"  # read, then rewritten after the build
-    assert progress[0] == ("Building engine", 0, 2) and progress[-1] == ("Building engine", 2, 2)
+    assert progress[0] == ("Building engine", 0, 1000) and progress[-1] == ("Building engine", 1000, 1000)
     weights = {i.name: i.data_type for i in builder.network.model.graph.initializer}
     if version == 10:  # weakly typed FP32 network + FP16 builder flag
         assert builder.network.flags == 0 and builder.config.flags == {"fp16"}

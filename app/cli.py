@@ -15,7 +15,7 @@ COMMANDS = {
     "track": ("app.track", "track faces in a camera, video, image folder or 300-VW clip"),
     "bench": ("app.bench", "time each pipeline stage and the end-to-end frame rate"),
     "evaluate": ("app.evaluate", "landmark accuracy on annotated stills (NME, AUC, FR, CED)"),
-    "eval300vw": ("app.eval300vw", "frame-by-frame accuracy and jitter on 300-VW style clips"),
+    "eval300vw": ("app.eval300vw.command", "frame-by-frame accuracy and jitter on 300-VW style clips"),
     "synth-clips": ("app.synth_clips", "make 300-VW style clips with exact ground truth from stills"),
     "batch": ("app.batch.cli", "annotate a collection of videos on this machine or a Ray cluster (CSV + Parquet)"),
 }

@@ -18,6 +18,7 @@ from app.geometry.pose import PoseSolver, camera_matrix
 from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
 from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
 from app.types import FaceResult, Frame, FrameResult, StageTimings
+from engines.base import ProgressCallback
 from models import align
 from models.detectors import DEFAULT_DETECTOR, FaceDetector, create_detector
 from models.detectors.base import MIN_IMAGE_SIDE
@@ -182,11 +183,12 @@ def build_pipeline(
     detector_model: str | None = None,
     options: PipelineOptions | None = None,
     on_message: Callable[[str], None] | None = None,
-    on_progress: Callable[[float], None] | None = None,
+    on_progress: ProgressCallback | None = None,
     precision: str = "auto",
 ) -> Pipeline:
     """Load the named detector and landmark model (default: ``models.registry.default_model()``)
-    and wire them into a Pipeline. A ``precision`` the back-end cannot run raises
+    and wire them into a Pipeline. ``on_message`` and ``on_progress(phase, done, total)`` are
+    passed on to ``engines.open_runner``. A ``precision`` the back-end cannot run raises
     ``engines.precision.PrecisionUnavailable``."""
     model = model or default_model()
     face_detector = create_detector(detector, model_path=detector_model)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 
 from app.argtypes import int_at_least, non_negative_int, positive_int
+from engines.files import atomic_write
 from models.align import transform_points
 from models.datasets import PROJECT_ROOT, TEST_SET, data_root, list_annotated
 from models.pts import read_pts, write_pts
@@ -435,9 +435,7 @@ def write_clip(
             "gain": [round(float(g.mean()), 3) for g in plan.gains],
         },
     )
-    tmp = folder / (META_NAME + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, folder / META_NAME)
+    atomic_write(folder / META_NAME, json.dumps(info, indent=1))
     return folder
 
 

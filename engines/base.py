@@ -12,12 +12,18 @@ stays cheap.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
+
+
+# on_progress(phase, done, total) -> False to cancel: an engine build's progress (TensorRT), where
+# done / total is the fraction of the whole build and ``phase`` names the step running now.
+# Called from TensorRT's builder threads: a GUI must hand it over to its own thread.
+ProgressCallback = Callable[[str, int, int], "bool | None"]
 
 
 class Backend(str, Enum):

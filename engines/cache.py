@@ -2,9 +2,9 @@
 
 An engine is only valid for the exact network, GPU model, TensorRT version, precision and
 optimisation profile it was built for, so all of them go into its key. Files live under
-``engines.files.cache_dir() / "engines"``, are written atomically (temporary file in the
-same folder, then ``os.replace``), and a cached engine that fails to load is deleted and
-rebuilt with a message rather than crashing the caller.
+``engines.files.cache_dir() / "engines"``, are written atomically (``engines.files.atomic_write``),
+and a cached engine that fails to load is deleted and rebuilt with a message rather than
+crashing the caller.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from engines.files import cache_dir
+from engines.files import atomic_write, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,23 +91,6 @@ def engine_path(key: EngineKey, root: str | Path | None = None) -> Path:
 def timing_cache_path(gpu_name: str, compute_capability: str, trt_version: str, root: str | Path | None = None) -> Path:
     """The builder's timing cache: shared by every model, specific to the GPU and TensorRT version."""
     return engine_dir(root) / f"timing-{_slug(gpu_name)}-sm{compute_capability}-trt{trt_version}.cache"
-
-
-def atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` so that ``path`` holds either its old content or all of ``data``, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def load_or_build(

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engines.base import Backend, BackendUnavailable, ModelFileError, Runner
+from engines.base import Backend, BackendUnavailable, ModelFileError, ProgressCallback, Runner, check_model_file
 from engines.precision import Precision, PrecisionUnavailable, default_precision, precision_problem, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def open_runner(
     model_path: str | Path,
     backend: Backend | str = "auto",
     on_message: MessageCallback | None = None,
-    on_progress: Callable[[str, int, int], bool | None] | None = None,
+    on_progress: ProgressCallback | None = None,
     *,
     max_batch: int = DEFAULT_MAX_BATCH,
     threads: int | None = None,
@@ -130,13 +130,12 @@ def open_runner(
 
     ``on_message`` gets one human sentence per event worth telling the user (engine build
     started, cached engine rebuilt, fallback taken); ``on_progress(phase, done, total)``
-    gets TensorRT build progress and may return False to cancel the build. The returned
+    gets TensorRT build progress (done / total: the whole build's fraction) and may return
+    False to cancel the build. The returned
     runner's ``.backend`` is what actually runs. ``max_batch`` bounds the TensorRT engine's
     batch dimension; ``threads`` sets ONNX Runtime's intra-op threads; ``cache_root``
     overrides the engine cache folder.
     """
-    from engines.base import check_model_file
-
     path = check_model_file(model_path)
     wanted = resolve_precision(precision)
     if wanted is Precision.INT8 and int8_path is None:

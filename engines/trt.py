@@ -23,21 +23,18 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engines.base import Backend, BackendUnavailable, Runner, TensorSpec
-from engines.cache import atomic_write
-from engines.base import check_feed, format_shape
+from engines.base import Backend, BackendUnavailable, ProgressCallback, Runner, TensorSpec, check_feed, format_shape
+from engines.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-# on_progress(phase, steps_done, steps_total) -> False to cancel the build.
-# Called from TensorRT's builder threads: a GUI must hand it over to its own thread.
-ProgressCallback = Callable[[str, int, int], "bool | None"]
+PROGRESS_UNITS = 1000  # ``on_progress``'s ``total``: the build's overall fraction in thousandths
 
 
 class EngineBuildError(BackendUnavailable):
@@ -423,35 +420,77 @@ def _make_logger(trt):
 
 
 def _make_progress_monitor(trt, on_progress: ProgressCallback):
-    """An ``IProgressMonitor`` that reports ``(phase path, steps done, steps total)`` to ``on_progress``."""
+    """An ``IProgressMonitor`` that reports the whole build's progress to ``on_progress`` as
+    ``(phase path, done, PROGRESS_UNITS)``.
+
+    TensorRT's phases nest: a phase of N steps may start child phases within a step. The
+    fraction of a phase is (completed steps + the fraction of its running child) / N, and the
+    fraction reported is that of the outermost running phase, never lower than one reported
+    before (a later outermost phase does not send the bar back). ``phase path`` names the
+    phase whose event it is, e.g. "Building engine / Tactic selection".
+    """
+
+    class _Phase:
+        def __init__(self, path: str, parent: str | None, steps: int):
+            self.path, self.parent, self.steps, self.done, self.child = path, parent, steps, 0, None
 
     class _Monitor(trt.IProgressMonitor):
         def __init__(self):
             trt.IProgressMonitor.__init__(self)
             self._lock = threading.Lock()
-            self._phases: dict[str, tuple[str, int]] = {}  # name -> (path, steps)
+            self._phases: dict[str, _Phase] = {}
+            self._reported = 0
             self.cancelled = False
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             with self._lock:
-                parent = self._phases.get(parent_phase, (parent_phase, 0))[0] if parent_phase else None
-                path = f"{parent} / {phase_name}" if parent else phase_name
-                self._phases[phase_name] = (path, num_steps)
-            self._report(path, 0, num_steps)
+                parent = self._phases.get(parent_phase) if parent_phase else None
+                path = f"{parent.path} / {phase_name}" if parent else phase_name
+                self._phases[phase_name] = _Phase(path, parent_phase if parent else None, int(num_steps))
+                if parent is not None:
+                    parent.child = phase_name
+                done = self._overall()
+            self._report(path, done)
 
         def step_complete(self, phase_name, step):
             with self._lock:
-                path, total = self._phases.get(phase_name, (phase_name, step + 1))
-            return self._report(path, step + 1, total)
+                phase = self._phases.get(phase_name)
+                if phase is not None:
+                    phase.done = max(phase.done, min(int(step) + 1, phase.steps))
+                path = phase.path if phase is not None else phase_name
+                done = self._overall()
+            return self._report(path, done)
 
         def phase_finish(self, phase_name):
             with self._lock:
-                path, total = self._phases.pop(phase_name, (phase_name, 0))
-            self._report(path, total, total)
+                phase = self._phases.get(phase_name)
+                path = phase.path if phase is not None else phase_name
+                if phase is not None:
+                    phase.done = phase.steps
+                    done = self._overall()
+                    del self._phases[phase_name]
+                    parent = self._phases.get(phase.parent) if phase.parent else None
+                    if parent is not None and parent.child == phase_name:
+                        parent.child = None
+                else:
+                    done = self._overall()
+            self._report(path, done)
 
-        def _report(self, path: str, done: int, total: int) -> bool:
+        def _fraction(self, phase: _Phase) -> float:
+            child = self._phases.get(phase.child) if phase.child else None
+            partial = self._fraction(child) if child is not None and phase.done < phase.steps else 0.0
+            return min(1.0, (phase.done + partial) / phase.steps) if phase.steps > 0 else 0.0
+
+        def _overall(self) -> int:
+            """The outermost running phase's fraction in PROGRESS_UNITS, never below the last one reported."""
+            roots = [p for p in self._phases.values() if p.parent is None]
+            if roots:
+                self._reported = max(self._reported, round(PROGRESS_UNITS * self._fraction(roots[-1])))
+            return self._reported
+
+        def _report(self, path: str, done: int) -> bool:
             try:
-                if on_progress(path, done, total) is False:
+                if on_progress(path, done, PROGRESS_UNITS) is False:
                     self.cancelled = True
             except Exception:  # an exception must never cross into TensorRT
                 log.exception("engine build progress callback failed")

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import ModelFileError
+from engines.files import atomic_write
 
 KINDS = ("heatmap", "coords")
 COLOUR_ORDERS = ("rgb", "bgr")
@@ -173,9 +174,7 @@ class ModelManifest:
 
 
 def write_manifest(manifest: ModelManifest, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
-    return path
+    return atomic_write(path, json.dumps(manifest.to_json(), indent=2) + "\n")
 
 
 class _Reader:

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from engines.base import Backend, ModelFileError
+from engines.base import Backend, ModelFileError, ProgressCallback
 from models.align import transform_points
 from models.landmark_model import LandmarkModel
 from models.landmarks68 import MIRROR, NUM_LANDMARKS
@@ -56,7 +56,7 @@ class OnnxLandmarkModel(LandmarkModel):
         backend: str = "auto",
         flip_test: bool | None = None,
         on_message: Callable[[str], None] | None = None,
-        on_progress: Callable[[str, int, int], bool | None] | None = None,
+        on_progress: ProgressCallback | None = None,
         precision: str | None = "auto",
         strict_precision: bool = True,
     ) -> None:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from engines.base import ModelFileError
+from engines.base import ModelFileError, ProgressCallback
 from models.datasets import PROJECT_ROOT
 from models.landmark_model import LandmarkModel
 from models.manifest import ManifestError, load_manifest
@@ -110,7 +110,7 @@ def load_landmark_model(
     name: str,
     backend: str = "auto",
     on_message: Callable[[str], None] | None = None,
-    on_progress: Callable[[str, int, int], bool | None] | None = None,
+    on_progress: ProgressCallback | None = None,
     assets_dir: str | Path | None = None,
     flip_test: bool | None = None,
     precision: str | None = "auto",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from engines import Backend, BackendUnavailable, ModelFileError, TensorSpec
-from engines import cache, select, trt
+from engines import cache, files, select, trt
 from engines.base import check_feed
 from engines.ort import OrtRunner
 from engines.trt import EngineBuildError, EngineLoadError, GpuInfo
@@ -416,24 +415,36 @@ def test_engine_files_live_under_cache_dir(model_path: Path, tmp_path: Path, mon
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "x.engine"
-    cache.atomic_write(target, b"first")
-    cache.atomic_write(target, b"second version")
+    files.atomic_write(target, b"first")
+    files.atomic_write(target, b"second version")
     assert target.read_bytes() == b"second version"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.engine"]
 
 
 def test_atomic_write_failure_keeps_old_content(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "x.engine"
-    cache.atomic_write(target, b"good")
+    files.atomic_write(target, b"good")
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        cache.atomic_write(target, b"half-written")
+        files.atomic_write(target, b"half-written")
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["x.engine"]
+
+
+def test_atomic_writer_streams_text_and_an_error_in_the_body_keeps_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "rows.csv"
+    with files.atomic_writer(target, "w", newline="") as handle:
+        handle.write("a,b\r\n1,2\r\n")
+    assert target.read_bytes() == b"a,b\r\n1,2\r\n"
+    with pytest.raises(RuntimeError, match="half way"):
+        with files.atomic_writer(target, "w") as handle:
+            handle.write("partial")
+            raise RuntimeError("half way")
+    assert target.read_text() == "a,b\n1,2\n" and [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
 
 
 def strict_loader(data: bytes) -> str:
@@ -623,22 +634,39 @@ class _FakeMonitorBase:
         pass
 
 
-def test_progress_monitor_reports_nested_phases_and_cancels() -> None:
+def test_progress_monitor_reports_one_overall_fraction_over_nested_phases() -> None:
+    """Build (2 steps) with a child phase in each step: the fraction never goes back and ends at 1."""
     calls: list[tuple[str, int, int]] = []
+    monitor = trt._make_progress_monitor(types.SimpleNamespace(IProgressMonitor=_FakeMonitorBase),
+                                         lambda *args: calls.append(args))
+    monitor.phase_start("Build", None, 2)
+    monitor.phase_start("Tactics", "Build", 4)
+    for step in range(4):
+        monitor.step_complete("Tactics", step)
+    monitor.phase_finish("Tactics")
+    monitor.step_complete("Build", 0)
+    monitor.phase_start("Weights", "Build", 2)
+    monitor.step_complete("Weights", 0)
+    monitor.phase_finish("Weights")
+    monitor.step_complete("Build", 1)
+    monitor.phase_finish("Build")
+    units = trt.PROGRESS_UNITS
+    assert all(total == units for _, _, total in calls)
+    assert [done for _, done, _ in calls] == [0, 0, 125, 250, 375, 500, 500, 500, 500, 750, 1000, 1000, 1000]
+    assert [phase for phase, _, _ in calls][1:3] == ["Build / Tactics", "Build / Tactics"]
+    assert calls[-1] == ("Build", units, units)
 
+
+def test_progress_monitor_cancels_when_the_callback_says_so() -> None:
     def on_progress(phase, done, total):
-        calls.append((phase, done, total))
-        return not (phase.endswith("Tactics") and done == 2)
+        return not (phase.endswith("Tactics") and done >= total / 4)
 
     monitor = trt._make_progress_monitor(types.SimpleNamespace(IProgressMonitor=_FakeMonitorBase), on_progress)
     monitor.phase_start("Build", None, 2)
     monitor.phase_start("Tactics", "Build", 3)
-    assert monitor.step_complete("Tactics", 0) is True
-    assert monitor.step_complete("Tactics", 1) is False  # callback returned False: cancel
+    assert monitor.step_complete("Tactics", 0) is True  # 1/6 of the build
+    assert monitor.step_complete("Tactics", 1) is False  # 2/6: the callback returned False
     assert monitor.cancelled
-    monitor.phase_finish("Tactics")
-    assert calls[:3] == [("Build", 0, 2), ("Build / Tactics", 0, 3), ("Build / Tactics", 1, 3)]
-    assert calls[-1] == ("Build / Tactics", 3, 3)
 
 
 def test_progress_monitor_swallows_callback_errors() -> None:
@@ -1038,7 +1066,7 @@ def test_build_engine_options_on_stand_ins(model_path: Path, tmp_path: Path, mon
     [profile] = builder.config.profiles
     assert profile.shapes == {"image": ((1, 3, 8, 8), (1, 3, 8, 8), (6, 3, 8, 8))}
     assert timing.read_bytes() == b"old+timings"  # read, then rewritten after the build
-    assert progress[0] == ("Building engine", 0, 2) and progress[-1] == ("Building engine", 2, 2)
+    assert progress[0] == ("Building engine", 0, 1000) and progress[-1] == ("Building engine", 1000, 1000)
     weights = {i.name: i.data_type for i in builder.network.model.graph.initializer}
     if version == 10:  # weakly typed FP32 network + FP16 builder flag
         assert builder.network.flags == 0 and builder.config.flags == {"fp16"}

@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 
 from app import vw_splits
-from app.eval300vw import (
-    LAG_GRID,
-    EvalConfig,
-    error_jitter,
-    evaluate,
-    lag_cost,
-    lag_from_costs,
-    read_unreliable,
-)
+from app.eval300vw.clips import read_unreliable
+from app.eval300vw.config import EvalConfig
+from app.eval300vw.measures import LAG_GRID, error_jitter, lag_cost, lag_from_costs
+from app.eval300vw.run import evaluate
 from app.pipeline import build_pipeline
 from app.synth_clips import SynthSettings, make_clips
 
@@ -228,3 +223,17 @@ def test_an_interrupted_run_resumes(synth_root, tmp_path, pipeline):
     again = evaluate(synth_root, EvalConfig(smoothing=False), out, pipeline=counting)
     assert again.resumed == [] and counting.calls == 36  # other settings: nothing reused
     assert json.loads((out / "clips" / "synth_000.json").read_text())["config"]["smoothing"] is False
+
+
+def test_an_annotation_problem_is_reported_once(synth_root, tmp_path, caplog):
+    """With its own pipeline (warmed up on the first clip) the runner used to open the first clip
+    twice and add its own line: the same first annotation problem came out three times."""
+    root = tmp_path / "root"
+    shutil.copytree(synth_root / "synth_000", root / "gaps")
+    (root / "gaps" / "annot" / "000003.pts").unlink()
+    said: list[str] = []
+    with caplog.at_level("WARNING"):
+        report = evaluate(root, EvalConfig(), tmp_path / "run", say=said.append)
+    messages = [r.getMessage() for r in caplog.records] + said
+    assert len([m for m in messages if "000003.pts" in m]) == 1, messages
+    assert report.clips[0].no_annotation == 1 and "000003.pts" in (tmp_path / "run" / "report.md").read_text()

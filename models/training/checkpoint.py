@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.files import cache_dir
+from engines.files import atomic_writer, cache_dir
 
 
 def run_dir(run: str) -> Path:
@@ -34,7 +34,7 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: int, best: float, config: dict,
                     metrics: dict | None = None, ema=None) -> None:
-    """Atomic write (temp file + rename), so a cut-off never leaves a broken checkpoint."""
+    """Atomic write (``engines.files.atomic_writer``), so a cut-off never leaves a broken checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -50,9 +50,8 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: i
     }
     if ema is not None:
         state["ema"] = ema.state_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_writer(path) as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: Path) -> dict:

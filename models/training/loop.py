@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engines.files import atomic_write
 from models.training.augment import AugmentConfig, KeypointError
 from models.training.checkpoint import load_checkpoint, restore, run_dir, save_checkpoint
 from models.training.dataset import TrainingData
@@ -154,7 +155,7 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
         restore(state, model, optimizer, scheduler, ema)
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
         print(f"resumed {cfg.run} after epoch {start_epoch} (step {step}, best val NME {best:.4f})", flush=True)
-    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    atomic_write(folder / "config.json", json.dumps(config, indent=1))
     print(f"run {cfg.run}: {len(data.train_w300)} 300-W + {len(data.train_other)} ytf68 train images, "
           f"{len(data.val_ids)} val; {steps} steps/epoch x {cfg.epochs} epochs; keypoint error: "
           f"{augment_cfg.keypoint_error.source}", flush=True)

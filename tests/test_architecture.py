@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "engines", "models")
 # the torch side of models/: imported only by `python -m models.train` / `models.export` and the
 # training tools
-TORCH_SIDE = ("models.nets", "models.training", "models.train", "models.export")
+# Build-time modules: training, export, INT8 calibration (reads training crops) and the MTCNN conversion.
+TORCH_SIDE = ("models.nets", "models.training", "models.train", "models.export", "models.quantize",
+              "models.detectors.make_mtcnn")
 
 
 def _modules() -> dict[str, Path]:

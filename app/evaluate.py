@@ -113,7 +113,7 @@ def load_model(name: str, backend: str = "auto", on_message: Callable[[str], Non
                                strict_precision=True)
 
 
-def _predict_gt5(model: LandmarkModel, image: np.ndarray, gt: np.ndarray, crops: dict) -> np.ndarray:
+def predict_gt5(model: LandmarkModel, image: np.ndarray, gt: np.ndarray, crops: dict) -> np.ndarray:
     from models.align import align_from_landmarks
 
     if model.input_size not in crops:
@@ -242,7 +242,7 @@ def _evaluate(
             continue
         crops: dict = {}
         if mode == "gt5":
-            preds = {m.name: _predict_gt5(m, image, gt, crops) for m in models}
+            preds = {m.name: predict_gt5(m, image, gt, crops) for m in models}
         elif mode == "detector":
             detections = detector.detect(image)
             k = match_face(np.array([d.box for d in detections]), gt)

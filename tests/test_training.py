@@ -178,6 +178,22 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
               task, aug)
 
 
+def test_validation_can_hold_out_whole_ytf68_people():
+    from models.training.dataset import TrainingData, identity_of
+
+    assert identity_of("test_Abdullah_Gul_11.jpg") == identity_of("training_Abdullah_Gul_3.jpg") == "Abdullah_Gul"
+    plain = TrainingData(crop_size=192)
+    wide = TrainingData(crop_size=192, val_identity_fraction=0.1)
+    assert len(plain.val_ids) == 55 and set(plain.val_ids) < set(wide.val_ids)
+    added = sorted(set(wide.val_ids) - set(plain.val_ids))
+    assert 300 < len(added) < 650  # about a tenth of the 4232 ytf68 frames
+    val_people = {identity_of(wide._source(g)) for g in added}
+    train_people = {identity_of(wide._source(g)) for g in wide.train_other}
+    assert val_people and not val_people & train_people  # nobody on both sides
+    everything = set(wide.val_ids) | set(wide.train_w300) | set(wide.train_other)
+    assert everything == set(range(len(wide.refs)))
+
+
 def test_a_continuation_starts_from_the_other_runs_weights(tmp_path, monkeypatch):
     from models.training.loop import TrainConfig, train
     from models.training.tasks import task_from_config

@@ -1,7 +1,9 @@
 """Training/validation samples drawn from the cached canonical crops.
 
-Validation is a fixed-seed hold-out of the 300-W training folders (afw + helen_train);
-helen_test is never used here. An epoch draws every kept 300-W image ``w300_repeat``
+Validation is a fixed-seed hold-out of the 300-W training folders (afw + helen_train) and,
+with ``val_identity_fraction`` > 0, every frame of a fixed-seed share of the ytf68 people
+(``identity_of``: frames of one person never straddle the split, so validation faces are
+people the network has not seen); helen_test is never used here. An epoch draws every kept 300-W image ``w300_repeat``
 times plus a random ``ytf_fraction`` of the (low-resolution, integer-labelled) ytf68
 frames.
 """
@@ -16,6 +18,16 @@ from models.training.augment import AugmentConfig, augment
 from models.training.crop_cache import CANON_SIZE, CROP_SIZE, CropSet, canonical_offset, load_crop_set
 
 W300_SETS = tuple(s for s in TRAIN_SETS if s.startswith("300w/"))
+
+
+def identity_of(source_name: str) -> str:
+    """The person of a ytf68 frame: ``test_Abdullah_Gul_11.jpg`` -> ``Abdullah_Gul`` (the source's
+    ``training_`` and ``test_`` splits share people, so the prefix is not part of the identity)."""
+    stem = source_name.rsplit(".", 1)[0]
+    for prefix in ("training_", "test_"):
+        if stem.startswith(prefix):
+            stem = stem[len(prefix):]
+    return stem.rsplit("_", 1)[0]
 
 
 @dataclass
@@ -34,7 +46,8 @@ def cache_geometry(crop_size: int) -> tuple[int, int]:
 
 class TrainingData:
     def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
-                 ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS):
+                 ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS,
+                 val_identity_fraction: float = 0.0):
         self.crop_size = crop_size
         self.sets: list[CropSet] = [load_crop_set(name, *cache_geometry(crop_size)) for name in sets]
         # (set index, item index) for every image
@@ -45,11 +58,26 @@ class TrainingData:
         w300 = np.flatnonzero(is_w300)
         perm = np.random.default_rng(split_seed).permutation(w300)
         n_val = int(round(val_fraction * len(w300)))
-        self.val_ids = np.sort(perm[:n_val])
+        other = np.flatnonzero(~is_w300)
+        held = self._held_identities(other, val_identity_fraction, split_seed)
+        self.val_ids = np.sort(np.concatenate([perm[:n_val], other[held]]))
         self.train_w300 = np.sort(perm[n_val:])
-        self.train_other = np.flatnonzero(~is_w300)
+        self.train_other = other[~held]
         self.w300_repeat = w300_repeat
         self.ytf_fraction = ytf_fraction
+
+    def _held_identities(self, ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+        """Mask over ``ids``: the frames of a ``fraction`` of the people, drawn with ``seed``."""
+        if fraction <= 0:
+            return np.zeros(len(ids), bool)
+        people = np.array([identity_of(self._source(gid)) for gid in ids])
+        names = np.unique(people)
+        chosen = np.random.default_rng(seed + 1).choice(names, int(round(fraction * len(names))), replace=False)
+        return np.isin(people, chosen)
+
+    def _source(self, gid: int) -> str:
+        s, i = self.refs[gid]
+        return self.sets[s].sources[i]
 
     def epoch_ids(self, rng: np.random.Generator) -> np.ndarray:
         other = rng.choice(self.train_other, int(round(self.ytf_fraction * len(self.train_other))), replace=False)

@@ -42,7 +42,7 @@ def evaluate_stages(checkpoint: str, folder: str | None = None) -> dict:
     if folder is None:
         tr = state["config"]["train"]
         data = TrainingData(tr["val_fraction"], tr["split_seed"], tr["w300_repeat"], tr["ytf_fraction"],
-                            task.input_size)
+                            task.input_size, val_identity_fraction=tr.get("val_identity_fraction", 0.0))
         val = data.plain_batch(data.val_ids)
         crops, gts, inverses = val.crops, val.points, None
         where = "validation hold-out (GT-aligned crops)"

@@ -47,6 +47,7 @@ class TrainConfig:
     split_seed: int = 0
     w300_repeat: int = 2
     ytf_fraction: float = 0.5
+    val_identity_fraction: float = 0.0  # > 0: also hold out this share of the ytf68 people for validation
     ema_decay: float = 0.0  # > 0: an exponential moving average of the weights, validated and exported
 
     def resume_keys(self) -> dict:
@@ -56,6 +57,8 @@ class TrainConfig:
             d.pop(k)
         if not d["ema_decay"]:
             d.pop("ema_decay")  # runs from before the option had none
+        if not d["val_identity_fraction"]:
+            d.pop("val_identity_fraction")
         return d
 
 
@@ -115,7 +118,8 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
               "augment": {k: v for k, v in dataclasses.asdict(augment_cfg).items() if k != "keypoint_error"}
               | {"keypoint_error": _keypoint_error_record(augment_cfg.keypoint_error)}}
 
-    data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size)
+    data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size,
+                        val_identity_fraction=cfg.val_identity_fraction)
     val = data.plain_batch(data.val_ids)
     epoch_len = len(data.epoch_ids(np.random.default_rng(0)))
     steps = epoch_len // cfg.batch

@@ -1,0 +1,92 @@
+"""``python -m app.label_offsets``: systematic offsets between predictions and each source's labels.
+
+For every annotated face of each dataset, the face is aligned from its ground truth's five
+points (``gt5``, as ``evaluate`` does) and the model predicts the 68 points; the face's offset
+is the mean of ``prediction - label`` over the 68 points, per axis. Reported per dataset: the
+mean offset over faces with its standard error, in image pixels and in % of the inter-ocular
+distance.
+
+Read it with a flip-averaged model (``r18_ffld+flip``): training mirrors every source, so a
+source whose x labels sit ``d`` px right of the truth is learned as ``+d`` and, mirrored,
+``-d``; the flip-averaged prediction cancels that, and what remains in x against a source's
+labels is that source's own horizontal offset (up to the model's residual asymmetry, which is
+the same for every source). A vertical offset is not mirrored away: it shows how a source's
+y labels differ from the training mix's average.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.argtypes import positive_int
+from app.evaluate import load_model, predict_gt5
+from models.landmarks68 import inter_ocular
+
+
+@dataclass(frozen=True)
+class SourceOffset:
+    dataset: str
+    n: int
+    dx_px: float
+    dy_px: float
+    se_dx_px: float
+    se_dy_px: float
+    dx_io: float  # fraction of the inter-ocular distance
+    dy_io: float
+    se_dx_io: float
+    se_dy_io: float
+
+    def line(self) -> str:
+        return (f"dataset={self.dataset} n={self.n} dx={self.dx_px:+.3f}±{self.se_dx_px:.3f}px "
+                f"dy={self.dy_px:+.3f}±{self.se_dy_px:.3f}px dx={100 * self.dx_io:+.2f}±{100 * self.se_dx_io:.2f}%io "
+                f"dy={100 * self.dy_io:+.2f}±{100 * self.se_dy_io:.2f}%io")
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def measure(model, dataset: str, limit: int | None = None) -> SourceOffset:
+    """Offsets of ``model``'s gt5 predictions against ``dataset``'s labels (``limit`` faces spread evenly)."""
+    import cv2
+
+    from models.datasets import list_annotated, resolve_dataset
+
+    items = list_annotated(resolve_dataset(dataset))
+    if limit is not None and limit < len(items):
+        items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+    px, io = [], []
+    for item in items:
+        image = cv2.imread(str(item.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        gt = item.load_points()
+        offset = (predict_gt5(model, image, gt, {}) - gt).mean(axis=0)
+        px.append(offset)
+        io.append(offset / inter_ocular(gt))
+    if not px:
+        raise ValueError(f"no readable annotated image in {dataset}")
+    px_a, io_a = np.array(px), np.array(io)
+    (dx, sdx), (dy, sdy) = _mean_se(px_a[:, 0]), _mean_se(px_a[:, 1])
+    (dxi, sdxi), (dyi, sdyi) = _mean_se(io_a[:, 0]), _mean_se(io_a[:, 1])
+    return SourceOffset(dataset, len(px), dx, dy, sdx, sdy, dxi, dyi, sdxi, sdyi)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="r18_ffld+flip@fp32", help="a flip-averaged model (default r18_ffld+flip@fp32)")
+    p.add_argument("--dataset", action="append", required=True, help="dataset folder or name; repeat for several")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most N faces per dataset, spread evenly")
+    args = p.parse_args(argv)
+    with load_model(args.model, on_message=lambda text: print(text, file=sys.stderr)) as model:
+        print(f"model={args.model}")
+        for dataset in args.dataset:
+            print(measure(model, dataset, args.limit).line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

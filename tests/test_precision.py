@@ -149,3 +149,40 @@ def test_preprocessing_matches_the_manifest_formula():
         np.testing.assert_allclose(got, expected, atol=1e-4)
     flipped = preprocess_images(batch[:, :, ::-1], manifest)  # views (flip test) work too
     np.testing.assert_allclose(flipped, preprocess_images(np.ascontiguousarray(batch[:, :, ::-1]), manifest))
+
+
+def test_bench_compares_precisions_and_mediapipe_in_one_run(talking_clip):
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "bench", str(talking_clip), "--model", "r18_ffld", "--backend", "ort-cpu",
+         "--max-frames", "6", "--warmup", "2", "--model-only", "10", "--precisions", "fp32,int8"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"batch 1, fp32 \(ort-cpu\): median [\d.]+ ms", out.stdout)
+    assert re.search(r"batch 1, int8 \(ort-cpu\): median [\d.]+ ms.*[\d.]+x fp32's speed", out.stdout)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "bench", str(talking_clip), "--model", "r18_ffld", "--precision", "int8",
+         "--vs-mediapipe", "--resize", "320x240", "--max-frames", "8", "--rounds", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "size=320x240" in out.stdout and "precision=int8" in out.stdout
+    rounds = re.findall(r"round \d/2: MediaPipe Face Mesh ([\d.]+) ms/frame \((\d)/8 with a face\); "
+                        r"r18_ffld \(int8\) ([\d.]+) ms/frame \((\d)/8\); ratio ([\d.]+)x", out.stdout)
+    assert len(rounds) == 2 and all(int(r[1]) >= 6 and int(r[3]) >= 6 for r in rounds)
+    assert "over 2 rounds" in out.stdout
+
+
+def test_frame_profile_prints_where_the_time_goes(talking_clip, capsys):
+    from app.frame_profile import PIECES, main
+
+    assert main([str(talking_clip), "--model", "mnv2_sdd", "--backend", "ort-cpu", "--max-frames", "5",
+                 "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    for piece in (*PIECES, "total"):
+        assert f"| {piece} |" in out
+    assert "| network | 5/5 |" in out and "precision=" in out

@@ -71,8 +71,10 @@ def start_ray(workers: int | None = None, address: str | None = None, temp_dir: 
     """Connect to ``address`` or start Ray here; False when Ray was already running in this process."""
     if ray.is_initialized():
         return False
-    # Workers import this very checkout (not another installed copy of the package).
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}}
+    # Workers import this very checkout (not another installed copy of the package); MediaPipe's
+    # and TensorFlow Lite's start-up logging would otherwise repeat once per worker.
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    runtime_env = {"env_vars": {"PYTHONPATH": path, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}}
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
@@ -102,6 +104,7 @@ class _InputJob:
         entry.rows += state.rows
         entry.faces = state.next_face_id - 1
         entry.chunks_done = state.index + 1
+        entry.status = PARTIAL
         entry.workers[state.worker] = entry.workers.get(state.worker, 0) + 1
         entry.problems += [p for p in state.problems if p not in entry.problems]
 
@@ -204,9 +207,6 @@ class BatchRunner:
                     progress.say(f"warning: {job.item.key}: {job.entry.problems[0]}")
             self._run_chunks(jobs, manifest, summary, progress)
         finally:
-            for job in jobs:
-                if job.entry.status == PARTIAL and not job.complete and not job.failed:
-                    job.entry.status = PARTIAL if job.entry.chunks_done else PENDING
             manifest.save()
             if progress is not None:
                 progress.close()
@@ -243,7 +243,7 @@ class BatchRunner:
             parts.remove_outputs()
         frames = info.frames if cfg.max_frames is None else min(info.frames or cfg.max_frames, cfg.max_frames)
         chunks = plan_chunks(item.key, frames, cfg.chunk_frames, cfg.overlap)
-        fresh = InputEntry(str(item.path), item.kind, PARTIAL, sid, info.stat.size, info.stat.mtime_ns,
+        fresh = InputEntry(str(item.path), item.kind, PENDING, sid, info.stat.size, info.stat.mtime_ns,
                            info.sha256, frames_declared=info.frames, chunks=len(chunks))
         manifest.inputs[item.key] = fresh
         return _InputJob(item, fresh, parts, chunks, done[: len(chunks)], cfg.overlap)

@@ -45,19 +45,16 @@ def parquet_schema(metadata: dict | None = None) -> pa.Schema:
 
 def records_to_table(records: list[FrameRecord], schema: pa.Schema) -> pa.Table:
     rows = [(record, face) for record in records for face in record.faces]
-    n = len(rows)
-    points = np.empty((n, 2 * NUM_LANDMARKS), np.float32)
-    confidence = np.empty((n, NUM_LANDMARKS), np.float32)
-    for i, (_, face) in enumerate(rows):
-        points[i] = np.asarray(face.landmarks.points, np.float32).reshape(-1)
-        confidence[i] = np.asarray(face.landmarks.confidence, np.float32).reshape(-1)
+    faces = [face for _, face in rows]
+    points = np.array([f.landmarks.points for f in faces], np.float32).reshape(len(rows), 2 * NUM_LANDMARKS)
+    confidence = np.array([f.landmarks.confidence for f in faces], np.float32).reshape(len(rows), NUM_LANDMARKS)
     columns = [
         np.array([r.index for r, _ in rows], np.int64),
         np.array([r.time for r, _ in rows], np.float64),
-        np.array([f.track_id for _, f in rows], np.int32),
+        np.array([f.track_id for f in faces], np.int32),
     ]
-    columns += list(points.T) + list(confidence.T)
-    columns += [[column.value(face) for _, face in rows] for column in FACE_COLUMNS]
+    columns += list(np.ascontiguousarray(points.T)) + list(np.ascontiguousarray(confidence.T))
+    columns += [[column.value(face) for face in faces] for column in FACE_COLUMNS]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
 
 

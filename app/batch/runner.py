@@ -331,21 +331,22 @@ class BatchRunner:
                 lost -= len(result.frames)
             progress.add_to_total(-lost)
         job.stitcher.add(result)
-        for done, records in job.stitcher.ready():
+        for done, mapping in job.stitcher.ready():
             if done.chunk.index >= job.n_chunks:
                 continue
+            frames = done.frames
             state = ChunkState(
-                index=done.chunk.index, frames=len(records), rows=sum(len(r.faces) for r in records),
-                last_frame=records[-1].index if records else None, next_face_id=job.stitcher.tail.next_id,
+                index=done.chunk.index, frames=len(frames), rows=len(done.boxes),
+                last_frame=int(frames[-1]) if len(frames) else None, next_face_id=job.stitcher.tail.next_id,
                 end_of_input=done.end_of_input, problems=done.problems, worker=done.worker,
             )
             writing = time.perf_counter()
-            job.parts.write_chunk(state, records)
+            job.parts.write_chunk(state, done.rows.renamed(mapping))
             job.entry.write_seconds += time.perf_counter() - writing
             job._count(state)
             job.entry.seconds += done.seconds
-            summary.frames += len(records)
-            progress.advance(len(records))
+            summary.frames += len(frames)
+            progress.advance(len(frames))
             self.on_event("chunk", key=job.item.key, index=done.chunk.index, worker=done.worker)
         if job.complete:
             writing = time.perf_counter()

@@ -16,10 +16,18 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from app.batch.worker import FrameRecord
 from app.recording import CSV_HEADER
 from app.types import FaceResult
 from models.landmarks68 import NUM_LANDMARKS
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame's tracked faces, without its image: what the row writers take."""
+
+    index: int
+    time: float
+    faces: tuple[FaceResult, ...]
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,15 @@ _POINT_COLUMNS = CSV_HEADER[3 : 3 + 2 * NUM_LANDMARKS]
 _CONFIDENCE_COLUMNS = CSV_HEADER[3 + 2 * NUM_LANDMARKS :]
 
 
+def encode_metadata(metadata: dict) -> dict[str, str]:
+    return {key: json.dumps(value) for key, value in metadata.items()}
+
+
 def parquet_schema(metadata: dict | None = None) -> pa.Schema:
     fields = [pa.field("frame", pa.int64()), pa.field("time", pa.float64()), pa.field("face_id", pa.int32())]
     fields += [pa.field(name, pa.float32()) for name in _POINT_COLUMNS + _CONFIDENCE_COLUMNS]
     fields += [pa.field(column.name, column.type) for column in FACE_COLUMNS]
-    encoded = {key: json.dumps(value) for key, value in (metadata or {}).items()}
-    return pa.schema(fields, metadata=encoded or None)
+    return pa.schema(fields, metadata=encode_metadata(metadata) if metadata else None)
 
 
 def records_to_table(records: list[FrameRecord], schema: pa.Schema) -> pa.Table:

@@ -16,6 +16,6 @@ One job per module:
 - ``runner``: starts Ray, hands out chunks, collects, writes, handles faults and Ctrl+C
 - ``cli``: the command's options
 
-Only ``runner`` and ``worker`` import ray, and only the command imports them, so the rest of
+Only ``runner`` imports ray, and only the command imports it (and pyarrow), so the rest of
 the app runs without the ``batch`` extra.
 """

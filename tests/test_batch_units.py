@@ -75,7 +75,8 @@ def test_stitching_keeps_face_ids_across_chunks_in_any_arrival_order():
     r0 = chunk_result(c0, [record(i, face(7, 10 + i, 10), face(8, 300, 300)) for i in range(4)])
     r1 = chunk_result(
         c1,
-        [record(i, face(31, 300, 300), face(32, 10 + i, 10), *([face(33, 600, 50)] if i == 6 else [])) for i in range(4, 8)],
+        [record(i, face(31, 300, 300), face(32, 10 + i, 10), *([face(33, 600, 50)] if i == 6 else []))
+         for i in range(4, 8)],
         warmup=[record(i, face(31, 300, 300), face(32, 10 + i, 10)) for i in (2, 3)],
     )
     stitcher = Stitcher(overlap=2)
@@ -98,7 +99,8 @@ def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
     chunks = [[record(0, face(1, 10, 10)), record(1)], [record(2, face(1, 12, 10), face(2, 300, 300))]]
     for index, records in enumerate(chunks):
         rows = ChunkRows.from_records(records)
-        parts.write_chunk(ChunkState(index, len(records), sum(len(r.faces) for r in records), records[-1].index, 3), rows)
+        faces = sum(len(r.faces) for r in records)
+        parts.write_chunk(ChunkState(index, len(records), faces, records[-1].index, 3), rows)
     parts.write_chunk(ChunkState(0, 2, 1, 1, 2), ChunkRows.from_records(chunks[0]))  # a re-run chunk replaces its files
     done = parts.done_chunks()
     assert [s.index for s in done] == [0, 1]
@@ -111,6 +113,7 @@ def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
     assert list(table.frame) == [0, 2, 2] and list(table.face_id) == [1, 1, 2]
     frame = pd.read_parquet(tmp_path / "sub" / "v.parquet")
     assert list(frame.columns) == CSV_HEADER and list(frame["frame"]) == [0, 2, 2]
-    np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), np.hstack([table.points.reshape(3, -1), table.confidence]), atol=1e-3)
+    expected = np.hstack([table.points.reshape(3, -1), table.confidence])
+    np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), expected, atol=1e-3)
     metadata = pq.read_schema(tmp_path / "sub" / "v.parquet").metadata
     assert json.loads(metadata[b"source"]) == "v.mp4"

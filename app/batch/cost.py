@@ -66,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         csv_bytes, parquet_bytes = parts.csv_path.stat().st_size, parts.parquet_path.stat().st_size
 
     per_frame = decode + infer + encode
-    print(f"{item.path.name}: {len(frames)} frames, {faces} faces, {frames[0].image.shape[1]}x{frames[0].image.shape[0]}")
+    height, width = frames[0].image.shape[:2]
+    print(f"{item.path.name}: {len(frames)} frames, {faces} faces, {width}x{height}")
     print(f"worker CPU ms per frame: decode {decode:.2f}, pipeline {infer:.2f} ({pipeline.model.name}), "
           f"encoding rows {encode:.2f}; total {per_frame:.2f}")
     print(f"driver CPU ms per face per frame (renaming ids, writing parts and final files): {write:.3f} "
           f"=> one driver core keeps up with {1000.0 / write:.0f} faces per second")
-    print(f"output bytes per face per frame: CSV {csv_bytes / max(faces, 1):.0f}, Parquet {parquet_bytes / max(faces, 1):.0f}")
+    per_face = max(faces, 1)
+    print(f"output bytes per face per frame: CSV {csv_bytes / per_face:.0f}, Parquet {parquet_bytes / per_face:.0f}")
     fps_core = 1000.0 / per_frame
     print(f"=> {fps_core:.0f} frames per worker core-second; a {args.cores}-core node: "
           f"{fps_core * args.cores * 3600 / 30 / 3600:.1f} hours of 30 fps video per node-hour")

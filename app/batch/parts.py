@@ -100,7 +100,8 @@ class InputParts:
         points = np.stack([table.column(n).to_numpy() for n in names], axis=1).reshape(-1, NUM_LANDMARKS, 2)
         boxes = np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1).astype(np.float64)
         recent = frames > last.last_frame - overlap
-        tail.boxes = FaceBoxes(frames[recent], table.column("face_id").to_numpy().astype(np.int64)[recent], boxes[recent])
+        ids = table.column("face_id").to_numpy().astype(np.int64)
+        tail.boxes = FaceBoxes(frames[recent], ids[recent], boxes[recent])
         return tail
 
     def finalize(self, chunks: int) -> None:

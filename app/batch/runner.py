@@ -148,7 +148,8 @@ class BatchRunner:
         cfg.out.mkdir(parents=True, exist_ok=True)
         items = discover_inputs(cfg.inputs, cfg.out)
         if not items:
-            raise ValueError(f"no inputs found in {', '.join(map(str, cfg.inputs))} (videos, 300-VW clips, image folders)")
+            named = ", ".join(map(str, cfg.inputs))
+            raise ValueError(f"no inputs found in {named} (videos, 300-VW clips, image folders)")
         model = model_info(cfg.pipeline_args.model)
         settings = settings_of(cfg.pipeline_args, chunk_frames=cfg.chunk_frames, overlap=cfg.overlap,
                                max_frames=cfg.max_frames)
@@ -181,7 +182,8 @@ class BatchRunner:
             except OSError as error:
                 self._fail(entry, summary, item.key, str(error))
                 continue
-            if entry.status == DONE and entry.settings_id == sid and (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns):
+            unchanged = (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns)
+            if entry.status == DONE and entry.settings_id == sid and unchanged:
                 summary.skipped += 1
                 continue
             todo.append((item, entry))
@@ -193,8 +195,11 @@ class BatchRunner:
         progress = None
         jobs: list[_InputJob] = []
         try:
-            workers = cfg.workers or int(ray.cluster_resources().get("CPU", 1))
-            self._start_workers(max(1, workers))
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            workers = cfg.workers or cpus
+            if not 1 <= workers <= cpus:  # each worker takes one CPU: more would wait forever
+                raise ValueError(f"{workers} workers need {workers} CPUs; the Ray cluster has {cpus}")
+            self._start_workers(workers)
             infos = self._probe([item for item, _ in todo])
             for (item, entry), info in zip(todo, infos):
                 job = self._job(item, entry, info, sid, manifest, summary)

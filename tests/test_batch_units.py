@@ -117,3 +117,19 @@ def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
     np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), expected, atol=1e-3)
     metadata = pq.read_schema(tmp_path / "sub" / "v.parquet").metadata
     assert json.loads(metadata[b"source"]) == "v.mp4"
+
+
+def test_the_command_reports_missing_inputs_and_refuses_empty_collections_without_starting_ray(tmp_path, capsys):
+    from app.cli import main
+
+    out = tmp_path / "out"
+    assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "failed: gone: no such file or folder" in err
+    entry = json.loads((out / "manifest.json").read_text())["inputs"]["gone"]
+    assert entry["status"] == "failed" and "gone.mp4" in entry["reason"]
+    (tmp_path / "empty").mkdir()
+    assert main(["batch", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "no inputs found" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out), "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

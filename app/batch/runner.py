@@ -273,7 +273,7 @@ class BatchRunner:
         window = len(self._actors) * cfg.queue_per_worker
         in_flight: dict = {}  # ref -> (job, chunk, actor index)
         load = [0] * len(self._actors)
-        last_save = time.monotonic()
+        last_save, last_finished = time.monotonic(), summary.done + summary.failed
         exhausted = False
         while True:
             waiting = sum(job.stitcher.waiting for job in jobs)
@@ -308,9 +308,10 @@ class BatchRunner:
                     self._abandon(job, reason, summary, progress)
                     continue
                 self._take(job, result, summary, progress)
-            if time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
+            finished = summary.done + summary.failed
+            if finished != last_finished or time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
                 manifest.save()
-                last_save = time.monotonic()
+                last_save, last_finished = time.monotonic(), finished
 
     def _abandon(self, job: _InputJob, reason: str, summary: BatchSummary, progress: Progress) -> None:
         if job.failed:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # about 3.5 min on the shared 2-core machine
 
 from app.batch.cli import pipeline_option_names  # noqa: E402
 from app.batch.runner import BatchConfig, BatchRunner, start_ray  # noqa: E402

@@ -16,13 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 
-ray = pytest.importorskip("ray")
+from app.batch.cli import pipeline_option_names
+from app.batch.runner import BatchConfig, BatchRunner, start_ray
+from app.cli import build_parser, main
+from app.recording import CSV_HEADER, read_landmark_csv
 
-from app.batch.cli import pipeline_option_names  # noqa: E402
-from app.batch.runner import BatchConfig, BatchRunner, start_ray  # noqa: E402
-from app.cli import build_parser, main  # noqa: E402
-from app.recording import CSV_HEADER, read_landmark_csv  # noqa: E402
+pytestmark = pytest.mark.slow  # about 3.5 min on the shared 2-core machine
 
 MAX_FRAMES, CHUNK, OVERLAP = 75, 30, 8
 CLIPS = ("talking_d12", "talking_d18")

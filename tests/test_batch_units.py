@@ -10,9 +10,10 @@ import pytest
 from app.batch.inputs import CLIP_300VW, IMAGES, VIDEO, discover_inputs
 from app.batch.parts import ChunkState, InputParts
 from app.batch.plan import Chunk, plan_chunks
-from app.batch.schema import parquet_schema
+from app.batch.rows import ChunkRows, FaceBoxes
+from app.batch.schema import FrameRecord, parquet_schema
 from app.batch.stitch import Stitcher
-from app.batch.worker import ChunkResult, FrameRecord
+from app.batch.worker import ChunkResult
 from app.recording import CSV_HEADER, read_landmark_csv
 from app.types import FaceResult
 from models.types import Landmarks
@@ -63,25 +64,33 @@ def test_discovery_finds_videos_clips_image_folders_and_list_files(tmp_path, dat
     assert [i.key for i in twice] == ["a", "a~2"]
 
 
+def chunk_result(chunk, written, warmup=()):
+    return ChunkResult(chunk, frames=np.array([r.index for r in written]), boxes=FaceBoxes.from_records(written),
+                       warmup=FaceBoxes.from_records(list(warmup)), rows=ChunkRows.from_records(written))
+
+
 def test_stitching_keeps_face_ids_across_chunks_in_any_arrival_order():
     c0, c1 = Chunk("v", 0, 0, 4), Chunk("v", 1, 4, 8, warmup=2)
     # Worker A ran chunk 0 (local ids 7, 8); worker B ran chunk 1 (its ids 31, 32 swapped in order)
-    r0 = ChunkResult(c0, frames=[record(i, face(7, 10 + i, 10), face(8, 300, 300)) for i in range(4)])
-    r1 = ChunkResult(
+    r0 = chunk_result(c0, [record(i, face(7, 10 + i, 10), face(8, 300, 300)) for i in range(4)])
+    r1 = chunk_result(
         c1,
+        [record(i, face(31, 300, 300), face(32, 10 + i, 10), *([face(33, 600, 50)] if i == 6 else []))
+         for i in range(4, 8)],
         warmup=[record(i, face(31, 300, 300), face(32, 10 + i, 10)) for i in (2, 3)],
-        frames=[record(i, face(31, 300, 300), face(32, 10 + i, 10), *( [face(33, 600, 50)] if i == 6 else [])) for i in range(4, 8)],
     )
     stitcher = Stitcher(overlap=2)
     stitcher.add(r1)
     assert stitcher.ready() == [] and stitcher.waiting == 1
     stitcher.add(r0)
-    written = [rec for _, recs in stitcher.ready() for rec in recs]
-    assert [r.index for r in written] == list(range(8))
-    ids = [{f.track_id: tuple(f.landmarks.points[0]) for f in r.faces} for r in written]
-    assert ids[0] == {1: (10.0, 10.0), 2: (300.0, 300.0)}
-    assert ids[5] == {1: (15.0, 10.0), 2: (300.0, 300.0)}  # same faces, same ids after the boundary
-    assert set(ids[6]) == {1, 2, 3}  # a face new in chunk 1 gets the next id
+    (done0, ids0), (done1, ids1) = stitcher.ready()
+    assert (done0, done1) == (r0, r1)
+    assert ids0 == {7: 1, 8: 2}
+    assert ids1 == {32: 1, 31: 2, 33: 3}  # same faces, same ids after the boundary; a new face, the next id
+    rows = r1.rows.renamed(ids1)
+    assert rows.table.column("face_id").to_pylist() == [2, 1, 2, 1, 2, 1, 3, 2, 1]
+    csv_ids = [int(line.split(b",")[2]) for line in rows.csv.splitlines()[1:]]
+    assert csv_ids == rows.table.column("face_id").to_pylist()
 
 
 def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
@@ -89,19 +98,38 @@ def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
     parts = InputParts(tmp_path, "sub/v", schema)
     chunks = [[record(0, face(1, 10, 10)), record(1)], [record(2, face(1, 12, 10), face(2, 300, 300))]]
     for index, records in enumerate(chunks):
-        parts.write_chunk(ChunkState(index, len(records), sum(len(r.faces) for r in records), records[-1].index, 3), records)
-    parts.write_chunk(ChunkState(0, 2, 1, 1, 2), chunks[0])  # a re-run chunk replaces its files
+        rows = ChunkRows.from_records(records)
+        faces = sum(len(r.faces) for r in records)
+        parts.write_chunk(ChunkState(index, len(records), faces, records[-1].index, 3), rows)
+    parts.write_chunk(ChunkState(0, 2, 1, 1, 2), ChunkRows.from_records(chunks[0]))  # a re-run chunk replaces its files
     done = parts.done_chunks()
     assert [s.index for s in done] == [0, 1]
     tail = parts.tail(done, overlap=4)
-    assert tail.next_id == 3 and sorted(i for i, _ in tail.boxes[2]) == [1, 2]
-    np.testing.assert_allclose(tail.boxes[2][0][1], [12, 10, 112, 110], atol=1e-4)
+    assert tail.next_id == 3 and list(tail.boxes.frame) == [2, 2] and list(tail.boxes.face_id) == [1, 2]
+    np.testing.assert_allclose(tail.boxes.box[0], [12, 10, 112, 110], atol=1e-4)
     parts.finalize(len(done))
     assert not (tmp_path / ".parts").exists()
     table = read_landmark_csv(tmp_path / "sub" / "v.csv")
     assert list(table.frame) == [0, 2, 2] and list(table.face_id) == [1, 1, 2]
     frame = pd.read_parquet(tmp_path / "sub" / "v.parquet")
     assert list(frame.columns) == CSV_HEADER and list(frame["frame"]) == [0, 2, 2]
-    np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), np.hstack([table.points.reshape(3, -1), table.confidence]), atol=1e-3)
+    expected = np.hstack([table.points.reshape(3, -1), table.confidence])
+    np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), expected, atol=1e-3)
     metadata = pq.read_schema(tmp_path / "sub" / "v.parquet").metadata
     assert json.loads(metadata[b"source"]) == "v.mp4"
+
+
+def test_the_command_reports_missing_inputs_and_refuses_empty_collections_without_starting_ray(tmp_path, capsys):
+    from app.cli import main
+
+    out = tmp_path / "out"
+    assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "failed: gone: no such file or folder" in err
+    entry = json.loads((out / "manifest.json").read_text())["inputs"]["gone"]
+    assert entry["status"] == "failed" and "gone.mp4" in entry["reason"]
+    (tmp_path / "empty").mkdir()
+    assert main(["batch", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "no inputs found" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out), "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

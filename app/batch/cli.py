@@ -31,9 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
                        help=f"frames per chunk handed to a worker (default {DEFAULT_CHUNK_FRAMES})")
     group.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                       help=f"frames each chunk runs before its own, to settle and match face ids (default {DEFAULT_OVERLAP})")
+                       help="frames each chunk runs before its own, to settle and match face ids "
+                       f"(default {DEFAULT_OVERLAP})")
     group.add_argument("--max-frames", type=int, default=None, help="annotate at most this many frames of each input")
-    group.add_argument("--retries", type=int, default=3, help="worker restarts / chunk re-runs before giving up (default 3)")
+    group.add_argument("--retries", type=int, default=3,
+                       help="worker restarts / chunk re-runs before giving up (default 3)")
 
 
 def run(args: argparse.Namespace) -> int:

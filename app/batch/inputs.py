@@ -73,7 +73,8 @@ def _expand(spec: Path, skip: Path | None, listed_from: set[Path]) -> list[tuple
             line = line.strip()
             if line and not line.startswith("#"):
                 entry = Path(line).expanduser()
-                items += _expand(entry if entry.is_absolute() else path.parent / entry, skip, listed_from | {path.resolve()})
+                entry = entry if entry.is_absolute() else path.parent / entry
+                items += _expand(entry, skip, listed_from | {path.resolve()})
         return items
     # A file (or a missing path): a video. If it is not one, reading it says so, per input.
     return [(path, VIDEO, _key(path, None, VIDEO))]

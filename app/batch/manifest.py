@@ -5,7 +5,8 @@ option of ``track`` plus the chunking), ``settings_id`` (a hash of both), ``vers
 (packages), ``command``, ``updated``. ``inputs`` maps each input's key to its path, kind,
 size, mtime, content SHA-256, the ``settings_id`` it was run with, ``status``, and
 ``frames``, ``faces`` (distinct face ids), ``rows`` (faces x frames), ``seconds`` (worker
-time), ``write_seconds`` (the driver's), ``chunks``/``chunks_done``, ``workers`` (chunks each worker ran), ``problems`` and the output files.
+time), ``write_seconds`` (the driver's), ``chunks``/``chunks_done``, ``workers`` (chunks
+each worker ran), ``problems`` and the output files.
 
 Status: ``pending`` (listed, not started), ``partial`` (some chunks written: a re-run
 finishes it), ``done`` (outputs complete; a truncated file is done with the frames it had
@@ -121,7 +122,9 @@ class Manifest:
                 self.header = {k: v for k, v in data.items() if k != "inputs"}
                 self.inputs = {key: InputEntry(**entry) for key, entry in data.get("inputs", {}).items()}
             except (ValueError, TypeError) as error:
-                raise ValueError(f"{self.path} is not a batch manifest ({error}): move it away or use another --out") from None
+                raise ValueError(
+                    f"{self.path} is not a batch manifest ({error}): move it away or use another --out"
+                ) from None
 
     def entry(self, item: InputItem) -> InputEntry:
         """The entry of ``item`` (made when new; a moved input keeps its key)."""

@@ -20,11 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from app.batch.schema import records_to_table
+from app.batch.rows import ChunkRows, FaceBoxes
 from app.batch.stitch import Tail
-from app.batch.worker import FrameRecord
-from app.recording import LandmarkCsvWriter
-from app.types import Frame, FrameResult
 from models.landmarks68 import NUM_LANDMARKS
 
 PARTS_DIR = ".parts"
@@ -39,7 +36,6 @@ def final_parquet_options(schema: pa.Schema) -> dict:
     floats = [f.name for f in schema if pa.types.is_float32(f.type)]
     return dict(compression="zstd", use_dictionary=["face_id"], write_statistics=_INDEX_COLUMNS,
                 use_byte_stream_split=floats)
-_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
 
 
 @dataclass
@@ -66,16 +62,15 @@ class InputParts:
     def _part(self, index: int, suffix: str) -> Path:
         return self.folder / f"chunk_{index:06d}{suffix}"
 
-    def write_chunk(self, state: ChunkState, records: list[FrameRecord]) -> None:
+    def write_chunk(self, state: ChunkState, rows: ChunkRows) -> None:
+        """Write one chunk's rows (final face ids) as its three part files."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        table = records_to_table(records, self.schema)
         tmp = self._part(state.index, ".parquet.tmp")
+        table = rows.table.replace_schema_metadata(self.schema.metadata)
         pq.write_table(table, tmp, use_dictionary=False, write_statistics=False)
         os.replace(tmp, self._part(state.index, ".parquet"))
         tmp = self._part(state.index, ".csv.tmp")
-        with LandmarkCsvWriter(tmp) as writer:
-            for record in records:
-                writer.write(FrameResult(Frame(_NO_IMAGE, record.index, record.time), record.faces))
+        tmp.write_bytes(rows.csv)
         os.replace(tmp, self._part(state.index, ".csv"))
         tmp = self._part(state.index, ".json.tmp")
         tmp.write_text(json.dumps(asdict(state)))
@@ -101,12 +96,12 @@ class InputParts:
             return tail
         table = pq.read_table(self._part(last.index, ".parquet"))
         frames = table.column("frame").to_numpy()
-        ids = table.column("face_id").to_numpy()
         names = self.schema.names[3 : 3 + 2 * NUM_LANDMARKS]
         points = np.stack([table.column(n).to_numpy() for n in names], axis=1).reshape(-1, NUM_LANDMARKS, 2)
-        for row in np.flatnonzero(frames > last.last_frame - overlap):
-            box = np.concatenate([points[row].min(axis=0), points[row].max(axis=0)]).astype(np.float64)
-            tail.boxes.setdefault(int(frames[row]), []).append((int(ids[row]), box))
+        boxes = np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1).astype(np.float64)
+        recent = frames > last.last_frame - overlap
+        ids = table.column("face_id").to_numpy().astype(np.int64)
+        tail.boxes = FaceBoxes(frames[recent], ids[recent], boxes[recent])
         return tail
 
     def finalize(self, chunks: int) -> None:

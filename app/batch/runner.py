@@ -71,8 +71,10 @@ def start_ray(workers: int | None = None, address: str | None = None, temp_dir: 
     """Connect to ``address`` or start Ray here; False when Ray was already running in this process."""
     if ray.is_initialized():
         return False
-    # Workers import this very checkout (not another installed copy of the package).
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}}
+    # Workers import this very checkout (not another installed copy of the package); MediaPipe's
+    # and TensorFlow Lite's start-up logging would otherwise repeat once per worker.
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    runtime_env = {"env_vars": {"PYTHONPATH": path, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}}
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
@@ -102,6 +104,7 @@ class _InputJob:
         entry.rows += state.rows
         entry.faces = state.next_face_id - 1
         entry.chunks_done = state.index + 1
+        entry.status = PARTIAL
         entry.workers[state.worker] = entry.workers.get(state.worker, 0) + 1
         entry.problems += [p for p in state.problems if p not in entry.problems]
 
@@ -145,7 +148,8 @@ class BatchRunner:
         cfg.out.mkdir(parents=True, exist_ok=True)
         items = discover_inputs(cfg.inputs, cfg.out)
         if not items:
-            raise ValueError(f"no inputs found in {', '.join(map(str, cfg.inputs))} (videos, 300-VW clips, image folders)")
+            named = ", ".join(map(str, cfg.inputs))
+            raise ValueError(f"no inputs found in {named} (videos, 300-VW clips, image folders)")
         model = model_info(cfg.pipeline_args.model)
         settings = settings_of(cfg.pipeline_args, chunk_frames=cfg.chunk_frames, overlap=cfg.overlap,
                                max_frames=cfg.max_frames)
@@ -178,7 +182,8 @@ class BatchRunner:
             except OSError as error:
                 self._fail(entry, summary, item.key, str(error))
                 continue
-            if entry.status == DONE and entry.settings_id == sid and (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns):
+            unchanged = (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns)
+            if entry.status == DONE and entry.settings_id == sid and unchanged:
                 summary.skipped += 1
                 continue
             todo.append((item, entry))
@@ -190,8 +195,11 @@ class BatchRunner:
         progress = None
         jobs: list[_InputJob] = []
         try:
-            workers = cfg.workers or int(ray.cluster_resources().get("CPU", 1))
-            self._start_workers(max(1, workers))
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            workers = cfg.workers or cpus
+            if not 1 <= workers <= cpus:  # each worker takes one CPU: more would wait forever
+                raise ValueError(f"{workers} workers need {workers} CPUs; the Ray cluster has {cpus}")
+            self._start_workers(workers)
             infos = self._probe([item for item, _ in todo])
             for (item, entry), info in zip(todo, infos):
                 job = self._job(item, entry, info, sid, manifest, summary)
@@ -204,9 +212,6 @@ class BatchRunner:
                     progress.say(f"warning: {job.item.key}: {job.entry.problems[0]}")
             self._run_chunks(jobs, manifest, summary, progress)
         finally:
-            for job in jobs:
-                if job.entry.status == PARTIAL and not job.complete and not job.failed:
-                    job.entry.status = PARTIAL if job.entry.chunks_done else PENDING
             manifest.save()
             if progress is not None:
                 progress.close()
@@ -243,7 +248,7 @@ class BatchRunner:
             parts.remove_outputs()
         frames = info.frames if cfg.max_frames is None else min(info.frames or cfg.max_frames, cfg.max_frames)
         chunks = plan_chunks(item.key, frames, cfg.chunk_frames, cfg.overlap)
-        fresh = InputEntry(str(item.path), item.kind, PARTIAL, sid, info.stat.size, info.stat.mtime_ns,
+        fresh = InputEntry(str(item.path), item.kind, PENDING, sid, info.stat.size, info.stat.mtime_ns,
                            info.sha256, frames_declared=info.frames, chunks=len(chunks))
         manifest.inputs[item.key] = fresh
         return _InputJob(item, fresh, parts, chunks, done[: len(chunks)], cfg.overlap)
@@ -268,7 +273,7 @@ class BatchRunner:
         window = len(self._actors) * cfg.queue_per_worker
         in_flight: dict = {}  # ref -> (job, chunk, actor index)
         load = [0] * len(self._actors)
-        last_save = time.monotonic()
+        last_save, last_finished = time.monotonic(), summary.done + summary.failed
         exhausted = False
         while True:
             waiting = sum(job.stitcher.waiting for job in jobs)
@@ -303,9 +308,10 @@ class BatchRunner:
                     self._abandon(job, reason, summary, progress)
                     continue
                 self._take(job, result, summary, progress)
-            if time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
+            finished = summary.done + summary.failed
+            if finished != last_finished or time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
                 manifest.save()
-                last_save = time.monotonic()
+                last_save, last_finished = time.monotonic(), finished
 
     def _abandon(self, job: _InputJob, reason: str, summary: BatchSummary, progress: Progress) -> None:
         if job.failed:
@@ -331,21 +337,22 @@ class BatchRunner:
                 lost -= len(result.frames)
             progress.add_to_total(-lost)
         job.stitcher.add(result)
-        for done, records in job.stitcher.ready():
+        for done, mapping in job.stitcher.ready():
             if done.chunk.index >= job.n_chunks:
                 continue
+            frames = done.frames
             state = ChunkState(
-                index=done.chunk.index, frames=len(records), rows=sum(len(r.faces) for r in records),
-                last_frame=records[-1].index if records else None, next_face_id=job.stitcher.tail.next_id,
+                index=done.chunk.index, frames=len(frames), rows=len(done.boxes),
+                last_frame=int(frames[-1]) if len(frames) else None, next_face_id=job.stitcher.tail.next_id,
                 end_of_input=done.end_of_input, problems=done.problems, worker=done.worker,
             )
             writing = time.perf_counter()
-            job.parts.write_chunk(state, records)
+            job.parts.write_chunk(state, done.rows.renamed(mapping))
             job.entry.write_seconds += time.perf_counter() - writing
             job._count(state)
             job.entry.seconds += done.seconds
-            summary.frames += len(records)
-            progress.advance(len(records))
+            summary.frames += len(frames)
+            progress.advance(len(frames))
             self.on_event("chunk", key=job.item.key, index=done.chunk.index, worker=done.worker)
         if job.complete:
             writing = time.perf_counter()

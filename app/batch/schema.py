@@ -16,10 +16,18 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from app.batch.worker import FrameRecord
 from app.recording import CSV_HEADER
 from app.types import FaceResult
 from models.landmarks68 import NUM_LANDMARKS
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame's tracked faces, without its image: what the row writers take."""
+
+    index: int
+    time: float
+    faces: tuple[FaceResult, ...]
 
 
 @dataclass(frozen=True)
@@ -35,29 +43,29 @@ _POINT_COLUMNS = CSV_HEADER[3 : 3 + 2 * NUM_LANDMARKS]
 _CONFIDENCE_COLUMNS = CSV_HEADER[3 + 2 * NUM_LANDMARKS :]
 
 
+def encode_metadata(metadata: dict) -> dict[str, str]:
+    return {key: json.dumps(value) for key, value in metadata.items()}
+
+
 def parquet_schema(metadata: dict | None = None) -> pa.Schema:
     fields = [pa.field("frame", pa.int64()), pa.field("time", pa.float64()), pa.field("face_id", pa.int32())]
     fields += [pa.field(name, pa.float32()) for name in _POINT_COLUMNS + _CONFIDENCE_COLUMNS]
     fields += [pa.field(column.name, column.type) for column in FACE_COLUMNS]
-    encoded = {key: json.dumps(value) for key, value in (metadata or {}).items()}
-    return pa.schema(fields, metadata=encoded or None)
+    return pa.schema(fields, metadata=encode_metadata(metadata) if metadata else None)
 
 
 def records_to_table(records: list[FrameRecord], schema: pa.Schema) -> pa.Table:
     rows = [(record, face) for record in records for face in record.faces]
-    n = len(rows)
-    points = np.empty((n, 2 * NUM_LANDMARKS), np.float32)
-    confidence = np.empty((n, NUM_LANDMARKS), np.float32)
-    for i, (_, face) in enumerate(rows):
-        points[i] = np.asarray(face.landmarks.points, np.float32).reshape(-1)
-        confidence[i] = np.asarray(face.landmarks.confidence, np.float32).reshape(-1)
+    faces = [face for _, face in rows]
+    points = np.array([f.landmarks.points for f in faces], np.float32).reshape(len(rows), 2 * NUM_LANDMARKS)
+    confidence = np.array([f.landmarks.confidence for f in faces], np.float32).reshape(len(rows), NUM_LANDMARKS)
     columns = [
         np.array([r.index for r, _ in rows], np.int64),
         np.array([r.time for r, _ in rows], np.float64),
-        np.array([f.track_id for _, f in rows], np.int32),
+        np.array([f.track_id for f in faces], np.int32),
     ]
-    columns += list(points.T) + list(confidence.T)
-    columns += [[column.value(face) for _, face in rows] for column in FACE_COLUMNS]
+    columns += list(np.ascontiguousarray(points.T)) + list(np.ascontiguousarray(confidence.T))
+    columns += [[column.value(face) for face in faces] for column in FACE_COLUMNS]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
 
 

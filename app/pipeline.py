@@ -27,6 +27,7 @@ from models.registry import default_model, load_landmark_model
 from models.landmarks68 import NUM_LANDMARKS
 from models.types import AlignedCrop, Detection, Landmarks
 
+SEARCH_SCALE = 3.0  # a lost face is looked for in a square this many times its size around where it was
 _LOST = Landmarks(points=np.full((NUM_LANDMARKS, 2), np.nan), confidence=np.zeros(NUM_LANDMARKS))  # no fit: the tracker drops it
 
 
@@ -75,13 +76,14 @@ class Pipeline:
             detector_ran = True
         jobs = self.tracker.plan(detections)
         self.tracker.update(jobs, self._landmarks(frame, jobs, timings), shape)
-        lost_one = len(self.tracker.tracks) < sum(job.track is not None for job in jobs)
-        if lost_one and detections is None:
-            # A track was lost on a frame aligned from the previous landmarks: look again now,
-            # so the face is not missing from this frame.
-            detections = self._detect(frame, timings)
+        lost = self.tracker.just_lost()
+        if lost and detections is None:
+            # A track was lost on a frame aligned from the previous landmarks: look again around
+            # where it was, so the face is not missing from this frame (a search of the whole
+            # frame would cost a full detection per lost face in a crowd).
+            found = self._detect_around(frame, lost, timings)
             detector_ran = True
-            new_jobs = [job for job in self.tracker.plan(detections) if job.track is None]
+            new_jobs = [job for job in self.tracker.plan(found, full_frame=False) if job.track is None]
             self.tracker.update(new_jobs, self._landmarks(frame, new_jobs, timings), shape)
         with _timed(timings, "smooth"):  # smoothing and face geometry
             faces = tuple(self._face_result(track, frame) for track in self.tracker.tracks)
@@ -124,6 +126,20 @@ class Pipeline:
             return []  # a frame a pixel wide or high holds no face
         with _timed(timings, "detect"):
             return self.detector.detect(frame.image)[: self.options.tracker.max_faces]
+
+    def _detect_around(self, frame: Frame, boxes: list[np.ndarray], timings: StageTimings) -> list[Detection]:
+        """Detections in a square of ``SEARCH_SCALE`` times each box's longer side around it."""
+        h, w = frame.image.shape[:2]
+        found: list[Detection] = []
+        with _timed(timings, "detect"):
+            for box in boxes:
+                centre, side = (box[:2] + box[2:]) / 2, SEARCH_SCALE * float(np.max(box[2:] - box[:2]))
+                x1, y1 = np.clip(np.floor(centre - side / 2), 0, [w, h]).astype(int)
+                x2, y2 = np.clip(np.ceil(centre + side / 2), 0, [w, h]).astype(int)
+                if x2 - x1 < 2 or y2 - y1 < 2:
+                    continue
+                found.extend(self.detector.detect_region(frame.image, (x1, y1, x2, y2)))
+        return sorted(found, key=lambda d: d.score, reverse=True)[: self.options.tracker.max_faces]
 
     def _landmarks(self, frame: Frame, jobs: list[AlignmentJob], timings: StageTimings) -> list[Landmarks]:
         if not jobs:

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
             total = min(total, args.max_frames) if total else args.max_frames
         if args.out or args.landmarks:
             session.start_recording(args.out, args.landmarks, fps=source.fps or 30.0)
-        frames = with_face = 0
+        frames = with_face = faces = most = detections = 0
+        track_ids: set[int] = set()
         with tqdm(total=total, unit="frame", disable=None) as bar:
             for frame in frames_to_end(source):
                 if args.max_frames is not None and frames >= args.max_frames:
@@ -47,12 +48,19 @@ def run(args: argparse.Namespace) -> int:
                     raise rendered.recording_error
                 frames += 1
                 with_face += bool(rendered.result.faces)
+                faces += len(rendered.result.faces)
+                most = max(most, len(rendered.result.faces))
+                track_ids.update(face.track_id for face in rendered.result.faces)
+                detections += rendered.result.detector_ran
                 bar.update()
         session.stop_recording()  # a file that turned out short is an error here, before the summary
         summary = session.stats.summary()
     coverage = 100.0 * with_face / frames if frames else 0.0
     fps = f"{summary.fps:.1f}" if summary.fps else "n/a"
     print(f"frames={frames} with_face={with_face} coverage={coverage:.1f}% fps={fps}")
+    # Fragmentation: distinct track ids over the source against the most faces tracked at once.
+    per_frame = faces / frames if frames else 0.0
+    print(f"faces_per_frame={per_frame:.2f} most_at_once={most} track_ids={len(track_ids)} detector_runs={detections}")
     for problem in source.problems[:PROBLEMS_SHOWN]:
         say(f"warning: {problem}")
     if len(source.problems) > PROBLEMS_SHOWN:

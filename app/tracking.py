@@ -3,7 +3,9 @@
 A track is aligned from its own previous landmarks (their five derived keypoints), so
 the detector only runs on the first frame, every ``redetect_interval`` frames (to pick
 up new faces) and whenever a track is lost. Tracks keep their id across frames;
-detections are matched to tracks by box overlap.
+detections are matched to tracks by box overlap. A face whose track was lost in the last
+``reuse_frames`` frames gets its old id back when a new track starts where it was (a face
+turned away or blurred for a moment is the same person, not a newcomer).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from models.types import Detection, Landmarks
 class TrackerOptions:
     redetect_interval: int = 30  # frames between detector runs while tracking (0: only when lost)
     detect_every_frame: bool = False  # align every frame from a fresh detection (no tracking)
-    max_faces: int = 4
+    max_faces: int = 16  # a crowd (the street clip shows up to 9); crops of all faces go to the network in one batch
     min_confidence: float = 0.25  # mean landmark confidence under which a track is lost
     max_outside_fraction: float = 0.4  # share of landmarks outside the frame that loses a track
     min_face_size: float = 8.0  # px: landmarks spanning less than this (a collapsed fit) lose a track
@@ -28,6 +30,8 @@ class TrackerOptions:
     drift_tolerance: float = 0.25  # re-align from a matching detection when the track's keypoints
     # are further than this from the detector's (mean distance, in eye distances)
     duplicate_iou: float = 0.6  # two tracks overlapping this much are the same face
+    reuse_frames: int = 15  # a track lost this recently gives its id to a new track at its place
+    reuse_iou: float = 0.2  # box overlap (new track, lost track's last box) that counts as its place
 
 
 @dataclass
@@ -42,6 +46,16 @@ class Track:
     @property
     def box(self) -> np.ndarray:
         return self.landmarks.box()
+
+
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
+class _LostTrack:
+    track_id: int
+    box: np.ndarray  # its last landmark box
+    age: int = 0  # frames since it was lost
+
+    def older(self) -> "_LostTrack":
+        return _LostTrack(self.track_id, self.box, self.age + 1)
 
 
 @dataclass(frozen=True)
@@ -69,10 +83,12 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._frames_since_detection = 0
+        self._lost: list[_LostTrack] = []
 
     def reset(self) -> None:
         """Forget every track (new source, seek). Ids keep increasing."""
         self.tracks = []
+        self._lost = []
         self._frames_since_detection = 0
 
     def needs_detection(self) -> bool:
@@ -81,14 +97,20 @@ class FaceTracker:
             return True
         return opts.redetect_interval > 0 and self._frames_since_detection >= opts.redetect_interval
 
-    def plan(self, detections: list[Detection] | None) -> list[AlignmentJob]:
-        """The crops for this frame: one per live track, plus new tracks from unmatched detections."""
+    def plan(self, detections: list[Detection] | None, full_frame: bool = True) -> list[AlignmentJob]:
+        """The crops for this frame: one per live track, plus new tracks from unmatched detections.
+
+        ``full_frame=False``: the detections come from a search around lost faces only, which
+        does not count as the periodic re-detection (newcomers elsewhere were not looked for).
+        """
         for track in self.tracks:
             track.detection = None
+        self._lost = [lost.older() for lost in self._lost if lost.age < self.options.reuse_frames]
         if detections is None:
             self._frames_since_detection += 1
             return [self._from_track(t) for t in self.tracks]
-        self._frames_since_detection = 1
+        if full_frame:
+            self._frames_since_detection = 1
         jobs: list[AlignmentJob] = []
         unmatched = list(detections)
         for track in self.tracks:
@@ -116,9 +138,11 @@ class FaceTracker:
         tracks = [t for t in self.tracks if id(t) not in planned]
         for job, lm in zip(jobs, landmarks):
             if self.is_lost(lm, frame_shape):
+                if job.track is not None:
+                    self._lost.append(_LostTrack(job.track.track_id, job.track.box))
                 continue
             if job.track is None:
-                track = Track(next(self._ids), lm)
+                track = Track(self._new_id(lm.box(), tracks), lm)
             else:
                 track = job.track
                 track.landmarks = lm
@@ -126,6 +150,20 @@ class FaceTracker:
             track.detection = job.detection
             tracks.append(track)
         self.tracks = self._drop_duplicates(tracks)
+
+    def just_lost(self) -> list[np.ndarray]:
+        """The last boxes of the tracks lost by the latest ``update``."""
+        return [lost.box for lost in self._lost if lost.age == 0]
+
+    def _new_id(self, box: np.ndarray, live: list[Track]) -> int:
+        """The id of the recently lost track at ``box`` (the best overlap), else a fresh one."""
+        in_use = {t.track_id for t in live} | {t.track_id for t in self.tracks}
+        candidates = [lost for lost in self._lost if lost.track_id not in in_use]
+        best = max(candidates, key=lambda lost: box_iou(box, lost.box), default=None)
+        if best is not None and box_iou(box, best.box) >= self.options.reuse_iou:
+            self._lost.remove(best)
+            return best.track_id
+        return next(self._ids)
 
     def drifted(self, track: Track, detection: Detection) -> bool:
         """Whether a track's keypoints have wandered from the detector's on the same face.

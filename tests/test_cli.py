@@ -267,3 +267,19 @@ def test_a_video_that_cannot_be_written_says_why_and_leaves_no_landmark_file(tmp
     assert err.startswith(f"error: cannot record {video}: ")
     assert ("is not writable (Permission denied)" in err) if video.endswith(".avi") else "'.mp4' is not supported" in err
     assert not csv.exists()
+
+
+def test_the_default_detector_tracks_the_street_crowd_with_one_id_per_face(data_dir, capsys):
+    """1080p, 6-9 small faces: the default install finds them (MTCNN) and keeps their ids."""
+    clip = data_dir / "videos" / "street_multiface.mp4"
+    assert main(["track", str(clip), "--max-frames", "12"]) == 0
+    out = capsys.readouterr().out
+    stats = dict(re.findall(r"(\w+)=([\d.]+)", out))
+    assert float(stats["faces_per_frame"]) >= 5
+    assert int(stats["track_ids"]) <= int(stats["most_at_once"]) + 1
+
+
+def test_an_unknown_detector_is_refused_with_the_choices(talking_clip, capsys):
+    assert main(["track", str(talking_clip), "--detector", "haar"]) == 2
+    err = capsys.readouterr().err
+    assert "haar" in err and "mtcnn" in err

@@ -34,14 +34,21 @@ def _detection(points):
 
 
 class ScriptedDetector:
-    """Returns the faces it is told are on the frame; counts its calls."""
+    """Returns the faces it is told are on the frame; counts its calls and the regions searched."""
 
     def __init__(self, faces):
-        self.faces, self.calls = faces, 0
+        self.faces, self.calls, self.regions = faces, 0, []
 
     def detect(self, image):
         self.calls += 1
         return [_detection(p) for p in self.faces]
+
+    def detect_region(self, image, region):
+        self.calls += 1
+        self.regions.append(tuple(region))
+        x1, y1, x2, y2 = region
+        found = [_detection(p) for p in self.faces]
+        return [d for d in found if x1 <= d.centre[0] < x2 and y1 <= d.centre[1] < y2]
 
     def close(self):
         pass
@@ -104,7 +111,50 @@ def test_a_lost_track_triggers_detection_on_the_same_frame():
     assert result.faces == ()  # ...and the re-detected crop is judged lost too, so no face is reported
     model.confidence = 0.9
     result = pipe.process(_frame(2))
-    assert [f.track_id for f in result.faces] == [2]
+    assert [f.track_id for f in result.faces] == [1]  # found again where it was lost: the same face
+
+
+def test_a_lost_face_is_searched_for_around_where_it_was_and_keeps_its_id():
+    a, b = _face_points(150, 200), _face_points(450, 220)
+    det = ScriptedDetector([a, b])
+    model = TemplateModel([a, b])
+    pipe = Pipeline(det, model, PipelineOptions(tracker=TrackerOptions(redetect_interval=10)))
+    assert [f.track_id for f in pipe.process(_frame(0)).faces] == [1, 2]
+
+    class LosesB(TemplateModel):  # the fit from b's own landmarks fails once; from a detection it works
+        failed = False
+
+        def decode(self, raw, crops):
+            out = super().decode(raw, crops)
+            if not self.failed:
+                self.failed = True
+                out = [lm if lm.points[:, 0].mean() < 300 else Landmarks(lm.points, np.zeros(68)) for lm in out]
+            return out
+
+    pipe.set_model(LosesB([a, b]))
+    result = pipe.process(_frame(1))
+    assert [f.track_id for f in result.faces] == [1, 2] and result.detector_ran
+    (region,) = det.regions  # only around b, not the whole frame
+    x1, y1, x2, y2 = region
+    assert x1 <= 450 <= x2 and y1 <= 220 <= y2 and x1 > 150
+    ran = [pipe.process(_frame(i)).detector_ran for i in range(2, 12)]
+    assert ran.index(True) == 8  # the periodic full detection keeps its schedule (frame 10)
+
+
+def test_lost_ids_are_reused_only_nearby_and_soon():
+    tracker = FaceTracker(TrackerOptions(reuse_frames=3))
+    here, there = _face_points(150, 200), _face_points(450, 220)
+    shape = (480, 640, 3)
+    tracker.update(tracker.plan([_detection(here)]), [Landmarks(here, np.ones(68))], shape)
+    tracker.update(tracker.plan(None), [Landmarks(here, np.zeros(68))], shape)  # lost
+    assert tracker.tracks == [] and len(tracker.just_lost()) == 1
+    tracker.update(tracker.plan([_detection(there)]), [Landmarks(there, np.ones(68))], shape)
+    assert [t.track_id for t in tracker.tracks] == [2]  # elsewhere: a newcomer
+    for _ in range(3):
+        tracker.update(tracker.plan(None), [Landmarks(there, np.ones(68))], shape)
+    tracker.update(tracker.plan([_detection(there), _detection(here)]), [Landmarks(there, np.ones(68)),
+                   Landmarks(here, np.ones(68))], shape)
+    assert [t.track_id for t in tracker.tracks] == [2, 3]  # too late for id 1
 
 
 def test_landmarks_leaving_the_frame_lose_the_track():

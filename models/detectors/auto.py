@@ -48,6 +48,11 @@ class AutoDetector(FaceDetector):
         image = check_image(image_bgr)
         return self.chooses(image.shape[1], image.shape[0]).detect(image)
 
+    def detect_region(self, image_bgr: np.ndarray, region: tuple[int, int, int, int]) -> list[Detection]:
+        """A region of a large frame goes to MTCNN too: the faces there are small."""
+        image = np.asarray(image_bgr)
+        return self.chooses(image.shape[1], image.shape[0]).detect_region(image, region)
+
     def close(self) -> None:
         self.small.close()
         self.large.close()

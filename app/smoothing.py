@@ -114,3 +114,41 @@ class LandmarkSmoother:
         self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
         self._t = float(timestamp)
         return self._x.copy()
+
+
+class OneEuroFilter:
+    """One Euro filter over a vector of independent values, each with its own unit (the values
+    move by one unit as a point moves by one face size; ``LandmarkSmoother`` on (N, 2) points is
+    the same filter with each point's 2-D speed). Timestamps as for ``LandmarkSmoother``. Inputs
+    are not checked: this is the per-frame path of the head pose."""
+
+    def __init__(self, units: np.ndarray, params: OneEuroParams | None = None) -> None:
+        self.params = params or OneEuroParams()
+        self._units = np.asarray(units, dtype=np.float64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: np.ndarray | None = None  # last output
+        self._dx: np.ndarray | None = None  # smoothed speed, units/s
+        self._t = 0.0
+
+    @property
+    def last(self) -> np.ndarray | None:
+        """The last output, or None before the first call (read-only: do not modify)."""
+        return self._x
+
+    def smooth(self, values: np.ndarray, timestamp: float) -> np.ndarray:
+        """Filter one observation; returns a new array."""
+        if self._x is None or timestamp < self._t:
+            self._x, self._dx, self._t = np.array(values, dtype=np.float64), np.zeros(len(self._units)), timestamp
+            return self._x.copy()
+        dt = timestamp - self._t
+        if dt == 0:
+            return self._x.copy()
+        p = self.params
+        step = values - self._x
+        self._dx = self._dx + _alpha(p.d_cutoff, dt) * (step / (dt * self._units) - self._dx)
+        tau = 1.0 / (2.0 * math.pi * (p.min_cutoff + p.beta * np.abs(self._dx)))
+        self._x = self._x + step / (1.0 + tau / dt)
+        self._t = timestamp
+        return self._x.copy()

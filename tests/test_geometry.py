@@ -209,3 +209,29 @@ def test_overlay_draws_pose_axes_and_readout_only_when_asked():
     assert readout.any()
     assert geometry_text(result.faces[0].geometry).startswith("yaw +10 pitch -5 roll +3")
     assert geometry_text(result.faces[1].geometry).startswith("no pose eyes --/--")
+
+
+def test_one_euro_filter_matches_the_landmark_smoother():
+    """The pose's vector One Euro filter is the landmarks' filter on values in face-size units."""
+    from app.smoothing import LandmarkSmoother, OneEuroFilter
+
+    rng = np.random.default_rng(1)
+    units = np.array([160.0, 150.0])
+    vector, points = OneEuroFilter(units, OneEuroParams()), LandmarkSmoother(OneEuroParams())
+    for i in range(40):
+        values = np.array([10.0 * math.sin(i / 5.0), 100.0 + i]) + rng.normal(0.0, 0.5, 2)
+        columns = np.zeros((2, 2))
+        columns[:, 0] = values / units
+        expected = points.smooth(columns, i / 30.0, 1.0)[:, 0] * units
+        np.testing.assert_allclose(vector.smooth(values, i / 30.0), expected, rtol=1e-12, atol=1e-9)
+
+
+def test_tracked_pose_follows_a_turning_head():
+    """Solving from the previous frame's pose (the per-frame path) agrees with a fresh solve."""
+    solver = PoseSolver(CAMERA)
+    previous = None
+    for k in range(30):
+        angles = (30.0 * math.sin(k / 6.0), 10.0 * math.cos(k / 5.0), 3.0 * k / 30.0)
+        points = project(*angles)
+        previous = solver.solve(points, previous=previous)
+        np.testing.assert_allclose((previous.yaw, previous.pitch, previous.roll), angles, atol=1e-3)

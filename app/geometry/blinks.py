@@ -15,11 +15,10 @@ chosen on hand-labelled talking clips (docs/RESULTS.md, "Blinks").
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
-
-import numpy as np
 
 from app.types import BlinkEvent
 
@@ -50,6 +49,7 @@ class BlinkDetector:
     def __init__(self, options: BlinkOptions | None = None) -> None:
         self.options = options or BlinkOptions()
         self._open: deque[tuple[float, float]] = deque()  # (time, ratio) of open-eye frames
+        self._sorted: list[float] = []  # the same ratios, sorted (the median without a sort per frame)
         self._closed_since: tuple[int, float] | None = None  # (frame, time) the eyes closed
         self._last: tuple[int, float] | None = None  # last closed frame
         self._minimum = math.inf  # lowest ratio of the current closed spell
@@ -62,10 +62,16 @@ class BlinkDetector:
 
     def baseline(self) -> float:
         """Median open-eye ratio over the window (NaN before any sample)."""
-        return float(np.median([r for _, r in self._open])) if self._open else float("nan")
+        values, n = self._sorted, len(self._sorted)
+        if not n:
+            return math.nan
+        return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
-    def update(self, frame: int, time: float, ratio: float) -> BlinkEvent | None:
-        """One frame's ratio (NaN: no information, nothing changes)."""
+    def update(self, frame: int, time: float, left: float, right: float = math.nan) -> BlinkEvent | None:
+        """One frame's eye aspect ratios (NaN: no information about that eye; neither: nothing changes)."""
+        ratio = (left + right) / 2.0 if math.isfinite(left) and math.isfinite(right) else (
+            left if math.isfinite(left) else right
+        )
         if not math.isfinite(ratio):
             return None
         o = self.options
@@ -89,6 +95,7 @@ class BlinkDetector:
             self._minimum = min(self._minimum, ratio)
             return None
         self._open.append((time, ratio))
-        while self._open and time - self._open[0][0] > o.baseline_window:
-            self._open.popleft()
+        bisect.insort(self._sorted, ratio)
+        while time - self._open[0][0] > o.baseline_window:
+            del self._sorted[bisect.bisect_left(self._sorted, self._open.popleft()[1])]
         return event

@@ -15,15 +15,14 @@ filter.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from app.geometry.blinks import BlinkDetector, BlinkOptions
-from app.geometry.openness import eye_aspect_ratios, mouth_opening
-from app.geometry.pose import PoseOptions, PoseSolver, point_weights, rotation_from_angles
-from app.smoothing import LandmarkSmoother, OneEuroParams
+from app.geometry.openness import openness
+from app.geometry.pose import PoseOptions, PoseSolver, rotation_from_angles
+from app.smoothing import OneEuroFilter, OneEuroParams
 from app.types import FaceGeometry, HeadPose
 from models.types import Landmarks
 
@@ -47,27 +46,28 @@ class PoseSmoother:
     """One Euro over (yaw, pitch, roll) with wrap-around, and over the translation."""
 
     def __init__(self, params: OneEuroParams | None = None) -> None:
-        self._angles = LandmarkSmoother(params)
-        self._translation = LandmarkSmoother(params)
+        self._filter = OneEuroFilter(np.array([ANGLE_UNIT] * 3 + [TRANSLATION_UNIT] * 3), params)
 
     def reset(self) -> None:
-        self._angles.reset()
-        self._translation.reset()
+        self._filter.reset()
 
     def smooth(self, pose: HeadPose, timestamp: float) -> HeadPose:
-        angles = np.array([pose.yaw, pose.pitch, pose.roll])
-        if self._angles.started:
-            previous = self._angles.last[:, 0]
-            angles = previous + wrap_degrees(angles - previous)
-        columns = np.zeros((3, 2))
-        columns[:, 0] = angles
-        yaw, pitch, roll = wrap_degrees(self._angles.smooth(columns, timestamp, ANGLE_UNIT)[:, 0])
-        columns[:, 0] = pose.translation
-        translation = self._translation.smooth(columns, timestamp, TRANSLATION_UNIT)[:, 0]
+        yaw, pitch, roll = pose.yaw, pose.pitch, pose.roll
+        last = self._filter.last
+        if last is not None:  # unwrap against the last output
+            last_yaw, last_pitch, last_roll = last[:3].tolist()
+            yaw = last_yaw + _wrap(yaw - last_yaw)
+            pitch = last_pitch + _wrap(pitch - last_pitch)
+            roll = last_roll + _wrap(roll - last_roll)
+        out = self._filter.smooth(np.array([yaw, pitch, roll, *pose.translation.tolist()]), timestamp)
+        yaw, pitch, roll = (_wrap(a) for a in out[:3].tolist())
         rotation = rotation_from_angles(yaw, pitch, roll)
-        return HeadPose(
-            float(yaw), float(pitch), float(roll), rotation, translation, pose.camera_matrix, pose.reprojection_error
-        )
+        return HeadPose(yaw, pitch, roll, rotation, out[3:], pose.camera_matrix, pose.reprojection_error)
+
+
+def _wrap(angle: float) -> float:
+    """One angle wrapped to (-180, 180] (``wrap_degrees`` for a float)."""
+    return 180.0 - (180.0 - angle) % 360.0
 
 
 class FaceGeometryTracker:
@@ -77,23 +77,25 @@ class FaceGeometryTracker:
         self.options = options or GeometryOptions()
         self._pose_smoother = PoseSmoother(smoothing) if smoothing is not None else None
         self._blinks = BlinkDetector(self.options.blinks)
+        self._raw_pose: HeadPose | None = None  # last frame's unsmoothed pose, where the next solve starts
 
     def update(self, landmarks: Landmarks, solver: PoseSolver, frame: int, timestamp: float) -> FaceGeometry:
-        pose = solver.solve(landmarks.points, landmarks.confidence)
+        weights = solver.weights(landmarks.confidence)
+        raw = self._raw_pose = solver.solve_weighted(landmarks.points, weights, self._raw_pose)
+        pose = raw
         if self._pose_smoother is not None:
-            if pose is None:
+            if raw is None:
                 self._pose_smoother.reset()
             else:
-                pose = self._pose_smoother.smooth(pose, timestamp)
-        usable = point_weights(landmarks.confidence, 1.0) >= self.options.pose.min_weight
-        ear_left, ear_right = eye_aspect_ratios(landmarks.points, usable)
-        eyes = [r for r in (ear_left, ear_right) if math.isfinite(r)]
-        blink = self._blinks.update(frame, timestamp, sum(eyes) / len(eyes) if eyes else float("nan"))
+                pose = self._pose_smoother.smooth(raw, timestamp)
+        usable = weights >= solver.options.min_weight
+        ear_left, ear_right, mouth = openness(landmarks.points, usable)
+        blink = self._blinks.update(frame, timestamp, ear_left, ear_right)
         return FaceGeometry(
             pose=pose,
             ear_left=ear_left,
             ear_right=ear_right,
-            mouth_opening=mouth_opening(landmarks.points, usable),
+            mouth_opening=mouth,
             eyes_closed=self._blinks.eyes_closed,
             blink=blink,
             blink_count=self._blinks.count,

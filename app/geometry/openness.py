@@ -15,35 +15,39 @@ of the face's median (see ``pose.point_weights``), is NaN.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-_EYES = (np.array([36, 37, 38, 39, 40, 41]), np.array([42, 43, 44, 45, 46, 47]))
-_MOUTH_TOP, _MOUTH_BOTTOM = np.array([61, 62, 63]), np.array([67, 66, 65])
-_NOSE = np.array([27, 33])
+# the point pairs whose distances make the measures: per eye p2-p6, p3-p5, p1-p4; then the
+# three inner-lip gaps and the nose length (27-33)
+_A = np.array([37, 38, 36, 43, 44, 42, 61, 62, 63, 27])
+_B = np.array([41, 40, 39, 47, 46, 45, 67, 66, 65, 33])
 
 
-def _eye_ratio(p: np.ndarray) -> float:
-    vertical = np.hypot(*(p[1] - p[5])) + np.hypot(*(p[2] - p[4]))
-    width = np.hypot(*(p[0] - p[3]))
-    return float(vertical / (2.0 * width)) if width > 0 else float("nan")
+def openness(points: np.ndarray, usable: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(image-left eye aspect ratio, image-right eye aspect ratio, mouth opening); NaN for a
+    measure with an unusable or non-finite point."""
+    d = np.asarray(points, dtype=np.float64)[_A] - np.asarray(points, dtype=np.float64)[_B]
+    n = np.hypot(d[:, 0], d[:, 1]).tolist()
+    ok = [True] * 10 if usable is None else (usable[_A] & usable[_B]).tolist()
+    left = _ratio(n[0] + n[1], 2.0 * n[2]) if ok[0] and ok[1] and ok[2] else math.nan
+    right = _ratio(n[3] + n[4], 2.0 * n[5]) if ok[3] and ok[4] and ok[5] else math.nan
+    mouth = _ratio((n[6] + n[7] + n[8]) / 3.0, n[9]) if all(ok[6:]) else math.nan
+    return left, right, mouth
 
 
 def eye_aspect_ratios(points: np.ndarray, usable: np.ndarray | None = None) -> tuple[float, float]:
     """(image-left eye, image-right eye) aspect ratios; NaN for an eye with an unusable point."""
-    points = np.asarray(points, dtype=np.float64)
-    out = []
-    for eye in _EYES:
-        ok = np.isfinite(points[eye]).all() and (usable is None or usable[eye].all())
-        out.append(_eye_ratio(points[eye]) if ok else float("nan"))
-    return out[0], out[1]
+    return openness(points, usable)[:2]
 
 
 def mouth_opening(points: np.ndarray, usable: np.ndarray | None = None) -> float:
     """Mean inner-lip gap over nose length (27-33); NaN when a point is unusable."""
-    points = np.asarray(points, dtype=np.float64)
-    idx = np.concatenate([_MOUTH_TOP, _MOUTH_BOTTOM, _NOSE])
-    if not np.isfinite(points[idx]).all() or (usable is not None and not usable[idx].all()):
-        return float("nan")
-    gap = np.linalg.norm(points[_MOUTH_TOP] - points[_MOUTH_BOTTOM], axis=1).mean()
-    nose = np.hypot(*(points[_NOSE[0]] - points[_NOSE[1]]))
-    return float(gap / nose) if nose > 0 else float("nan")
+    return openness(points, usable)[2]
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN where that is not a finite number."""
+    value = a / b if b > 0 else math.nan
+    return value if math.isfinite(value) else math.nan

@@ -43,7 +43,9 @@ from models.face3d import face3d_points
 from models.landmarks68 import JAW, NUM_LANDMARKS, OUTER_EYE_CORNERS
 
 DEFAULT_FOV_DEG = 60.0
-_GN_STEPS = 1
+_STEPS_FRESH = 3  # refine steps after SQPnP
+_STEPS_TRACKED = 2  # refine steps from the previous frame's pose
+_DAMPING = 1e-2  # Levenberg-Marquardt: the diagonal's extra weight (x 0.1 after the start, x 0.1 per better step, x 10 per worse)
 
 
 @dataclass(frozen=True)
@@ -72,40 +74,49 @@ def camera_matrix(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> 
 
 def rotation_from_angles(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """R = Rz(roll) @ Ry(-yaw) @ Rx(-pitch), angles in degrees (see the module docstring)."""
-    y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
-    rz = np.array([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[math.cos(-y), 0.0, math.sin(-y)], [0.0, 1.0, 0.0], [-math.sin(-y), 0.0, math.cos(-y)]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(-p), -math.sin(-p)], [0.0, math.sin(-p), math.cos(-p)]])
-    return rz @ ry @ rx
+    y, p, r = math.radians(yaw), math.radians(pitch), math.radians(roll)
+    cy, sy, cp, sp, cr, sr = math.cos(y), math.sin(y), math.cos(p), math.sin(p), math.cos(r), math.sin(r)
+    return np.array(
+        [
+            [cr * cy, cr * sy * sp - sr * cp, -cr * sy * cp - sr * sp],
+            [sr * cy, sr * sy * sp + cr * cp, -sr * sy * cp + cr * sp],
+            [sy, -cy * sp, cy * cp],
+        ]
+    )
 
 
 def angles_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of a rotation matrix; the inverse of ``rotation_from_angles``."""
-    r = np.asarray(rotation, dtype=np.float64)
-    yaw = math.degrees(math.asin(float(np.clip(r[2, 0], -1.0, 1.0))))
-    pitch = -math.degrees(math.atan2(r[2, 1], r[2, 2]))
-    roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+    (r00, _, _), (r10, _, _), (r20, r21, r22) = np.asarray(rotation, dtype=np.float64).tolist()
+    yaw = math.degrees(math.asin(min(1.0, max(-1.0, r20))))
+    pitch = -math.degrees(math.atan2(r21, r22))
+    roll = math.degrees(math.atan2(r10, r00))
     return yaw, pitch, roll
 
 
-_JAW = np.array(JAW)
+def jaw_scale(jaw_weight: float) -> np.ndarray:
+    """Per-point factors: ``jaw_weight`` on the jaw line (0-16), 1 elsewhere."""
+    scale = np.ones(NUM_LANDMARKS)
+    scale[list(JAW)] = jaw_weight
+    return scale
 
 
-def point_weights(confidence: np.ndarray, jaw_weight: float, min_confidence: float = 0.0) -> np.ndarray:
-    """Per-point weights in [0, 1]: confidence over the face's median confidence, jaw scaled down.
+def point_weights(confidence: np.ndarray, jaw_weight: float | np.ndarray, min_confidence: float = 0.0) -> np.ndarray:
+    """Per-point weights in [0, 1]: confidence over the face's median confidence, jaw scaled down
+    (``jaw_weight``, or the factors of ``jaw_scale``).
 
     NaN confidences count as 0; all weights are 0 when the median is under ``min_confidence``.
     """
-    c = np.array(confidence, dtype=np.float64)
-    c[~(c > 0)] = 0.0
+    c = np.fmax(np.asarray(confidence, dtype=np.float64), 0.0)  # NaN -> 0
     median = float(np.partition(c, NUM_LANDMARKS // 2)[NUM_LANDMARKS // 2])
-    w = np.minimum(c / median, 1.0) if median > 0 and median >= min_confidence else c * 0.0
-    w[_JAW] *= jaw_weight
-    return w
+    if not (median > 0 and median >= min_confidence):
+        return np.zeros(NUM_LANDMARKS)
+    scale = jaw_scale(jaw_weight) if np.ndim(jaw_weight) == 0 else jaw_weight
+    return np.minimum(c * (1.0 / median), 1.0) * scale
 
 
 class PoseSolver:
-    """Solves head poses for frames of one size (intrinsics fixed per solver)."""
+    """Solves head poses for frames of one size (intrinsics fixed per solver, shared by all tracks)."""
 
     def __init__(
         self,
@@ -120,48 +131,79 @@ class PoseSolver:
         self.model = face3d_points() if model is None else np.asarray(model, dtype=np.float64)
         self._eye_distance = float(np.linalg.norm(self.model[OUTER_EYE_CORNERS[0]] - self.model[OUTER_EYE_CORNERS[1]]))
         self._dist = np.zeros(5)
-        self._jaw_scale = point_weights(np.ones(NUM_LANDMARKS), self.options.jaw_weight)
+        self._jaw_scale = jaw_scale(self.options.jaw_weight)
+        self._focal = float(self.camera[0, 0])
 
-    def solve(self, points: np.ndarray, confidence: np.ndarray | None = None) -> HeadPose | None:
-        """The pose of one face, or None when too few points are usable or the fit is poor."""
+    def weights(self, confidence: np.ndarray) -> np.ndarray:
+        """The per-point weights ``solve`` uses for these confidences (``point_weights`` with the options)."""
+        return point_weights(confidence, self._jaw_scale, self.options.min_confidence)
+
+    def solve(
+        self, points: np.ndarray, confidence: np.ndarray | None = None, previous: HeadPose | None = None
+    ) -> HeadPose | None:
+        """The pose of one face, or None when too few points are usable or the fit is poor.
+
+        ``previous``: the same face's unsmoothed pose on the frame before, where the refine starts;
+        without it (or when the refine from it fits badly) SQPnP gives the start.
+        """
+        weights = self._jaw_scale if confidence is None else self.weights(confidence)
+        return self.solve_weighted(points, weights, previous)
+
+    def solve_weighted(
+        self, points: np.ndarray, weights: np.ndarray, previous: HeadPose | None = None
+    ) -> HeadPose | None:
+        """``solve`` with the weights already made (``weights``)."""
         points = np.asarray(points, dtype=np.float64).reshape(NUM_LANDMARKS, 2)
-        o = self.options
-        weights = self._jaw_scale if confidence is None else point_weights(confidence, o.jaw_weight, o.min_confidence)
         use = weights >= self.options.min_weight
         if not np.isfinite(points).all():
             use &= np.isfinite(points).all(axis=1)
+            points = np.where(use[:, None], points, 0.0)
         if np.count_nonzero(use) < self.options.min_points:
             return None
-        obj, img, w = self.model[use], points[use], weights[use]
-        ok, rvec, tvec = cv2.solvePnP(obj, img, self.camera, self._dist, flags=cv2.SOLVEPNP_SQPNP)
-        if not ok:
+        w = weights * use  # the refine runs on all 68 points, the unused ones weighted 0
+        pose = None
+        if previous is not None:
+            rvec = cv2.Rodrigues(previous.rotation)[0].reshape(3)
+            pose = self._fit(points, w, rvec, previous.translation, _STEPS_TRACKED)
+        if pose is None:
+            ok, rvec, tvec = cv2.solvePnP(self.model[use], points[use], self.camera, self._dist, flags=cv2.SOLVEPNP_SQPNP)
+            if ok:
+                pose = self._fit(points, w, rvec.reshape(3), tvec.reshape(3), _STEPS_FRESH)
+        return pose
+
+    def _fit(self, img: np.ndarray, w: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, steps: int) -> HeadPose | None:
+        """``steps`` weighted Levenberg-Marquardt steps on the reprojection error from (rvec, tvec);
+        the best pose seen, or None when it fits worse than ``max_error`` or lies behind the camera."""
+        w2 = np.repeat(w, 2)
+        target = img.reshape(-1)
+        damping = _DAMPING
+        best = None  # (weighted squared error, rvec, tvec, residual, jacobian)
+        for step in range(steps + 1):
+            projected, jacobian = cv2.projectPoints(self.model, rvec, tvec, self.camera, self._dist)
+            residual = projected.reshape(-1) - target
+            cost = float(w2 @ (residual * residual))
+            if best is None or cost < best[0]:
+                damping *= 0.1
+                best = (cost, rvec, tvec, residual, jacobian)
+            else:  # worse: back to the best pose, a shorter step nearer the gradient
+                damping *= 10.0
+            if step == steps:
+                break
+            _, rvec, tvec, residual, jacobian = best
+            j = jacobian[:, :6]
+            jw = j.T * w2
+            normal = jw @ j
+            normal.flat[::7] *= 1.0 + damping
+            ok, delta = cv2.solve(normal, -(jw @ residual), flags=cv2.DECOMP_CHOLESKY)
+            if not ok:
+                break
+            rvec, tvec = rvec + delta[:3, 0], tvec + delta[3:, 0]
+        cost, rvec, tvec = best[:3]
+        if not tvec[2] > 0:
             return None
-        rvec, tvec, error_px = self._refine(obj, img, w, rvec.reshape(3), tvec.reshape(3))
-        if not (np.isfinite(tvec).all() and tvec[2] > 0):
-            return None
-        error = error_px * tvec[2] / (self.camera[0, 0] * self._eye_distance)
-        if not error <= self.options.max_error:
+        error = math.sqrt(cost / float(w2.sum())) * tvec[2] / (self._focal * self._eye_distance)
+        if not error <= self.options.max_error:  # also NaN
             return None
         rotation = cv2.Rodrigues(rvec)[0]
         yaw, pitch, roll = angles_from_rotation(rotation)
         return HeadPose(yaw, pitch, roll, rotation, tvec, self.camera, float(error))
-
-    def _refine(
-        self, obj: np.ndarray, img: np.ndarray, w: np.ndarray, rvec: np.ndarray, tvec: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Weighted Gauss-Newton on the reprojection error; returns the pose and its weighted RMS (px)."""
-        w2 = np.repeat(w, 2)
-        for step in range(_GN_STEPS + 1):
-            projected, jacobian = cv2.projectPoints(obj, rvec, tvec, self.camera, self._dist)
-            residual = (projected.reshape(-1, 2) - img).reshape(-1)
-            if step == _GN_STEPS:
-                break
-            j = jacobian[:, :6]
-            jw = j * w2[:, None]
-            ok, delta = cv2.solve(jw.T @ j, -(jw.T @ residual), flags=cv2.DECOMP_CHOLESKY)
-            if not ok:
-                break
-            delta = delta.reshape(6)
-            rvec, tvec = rvec + delta[:3], tvec + delta[3:]
-        rms = math.sqrt(float(np.sum(w2 * residual**2) / np.sum(w2)))
-        return rvec, tvec, rms

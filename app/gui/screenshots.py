@@ -4,7 +4,8 @@ Runs the real window offscreen (or on the display when one is set) and writes
 ``OUT/screenshots/``:
 
 * ``no_camera.png``: the start without a camera or a remembered source;
-* ``talking_clip.png``: a shared talking clip being tracked, stats panel on;
+* ``talking_clip.png``: a shared talking clip being tracked, stats panel, pose axes and geometry
+  readout on, the face geometry panel filled;
 * ``recording.png``: the same while recording (indicator and elapsed time);
 * ``clip_300vw.png``: a 300-VW style clip (made here from a HELEN test still with
   ``app.synth_clips``) with ground truth, running NME and the per-frame error plot.
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
 
         window = shooter.window("talking", open_picker_when_idle=False)
-        window.overlay_panel.set_overlay(OverlayOptions(box=True, keypoints=True, face_ids=True))
+        window.overlay_panel.set_overlay(OverlayOptions(box=True, keypoints=True, face_ids=True, geometry_readout=True))
         window.worker.set_overlay(window.overlay_panel.overlay())
         window.open_video(video)
         shooter.play_until(window, 60)

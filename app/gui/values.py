@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from PySide6.QtGui import QImage
 
+from app.types import FaceGeometry
+
 
 @dataclass(frozen=True)
 class SourceSpec:
@@ -92,3 +94,4 @@ class FramePacket:
     recording: RecordingInfo | None = None
     model_switch_ms: float | None = None  # set on the first frame after a model switch
     stage_ms: dict = field(default_factory=dict)
+    geometry: tuple[tuple[int, FaceGeometry | None], ...] = ()  # (track id, geometry) of each face

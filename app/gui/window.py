@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from app.gui.settings import AppSettings, load_settings, save_settings
 from app.gui.values import Environment, FramePacket, ModelInfo, RecordingInfo, SourceInfo, SourceSpec
 from app.gui.widgets.error_plot import ErrorPlot
+from app.gui.widgets.geometry_panel import GeometryPanel
 from app.gui.widgets.panels import ModelPanel, OverlayPanel, SourcePanel, TrackingPanel, parse_resolution
 from app.gui.widgets.video_view import VideoView
 from app.gui.worker import TrackingWorker
@@ -189,9 +190,10 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.tracking_panel = TrackingPanel()
         self.overlay_panel = OverlayPanel()
+        self.geometry_panel = GeometryPanel()
         side = QWidget()
         side_layout = QVBoxLayout(side)
-        for panel in (self.source_panel, self.model_panel, self.tracking_panel, self.overlay_panel):
+        for panel in (self.source_panel, self.model_panel, self.tracking_panel, self.overlay_panel, self.geometry_panel):
             side_layout.addWidget(panel)
         side_layout.addStretch(1)
         scroll = QScrollArea()
@@ -590,6 +592,7 @@ class MainWindow(QMainWindow):
             self._updating_slider = False
         total = f" / {packet.frame_count}" if packet.frame_count else ""
         self.frame_label.setText(f"frame {packet.index + 1}{total}")
+        self.geometry_panel.show_faces(packet.geometry)
         if packet.accuracy is not None:
             self._show_accuracy(packet)
         if packet.recording is not None and self.recording is not None:

@@ -732,6 +732,7 @@ class TrackingWorker(QThread):
             recording=self._recording,
             model_switch_ms=switch_ms,
             stage_ms=stage_ms,
+            geometry=tuple((face.track_id, face.geometry) for face in faces),
         )
         with self._cond:
             self._in_flight += 1

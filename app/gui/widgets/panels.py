@@ -67,6 +67,8 @@ OVERLAY_LABELS = (  # (OverlayOptions field, check box text)
     ("confidence_colours", "Confidence colours"),
     ("stats_panel", "FPS / latency panel"),
     ("ground_truth", "Ground truth (300-VW)"),
+    ("pose_axes", "Head pose axes"),
+    ("geometry_readout", "Geometry readout"),
 )
 
 

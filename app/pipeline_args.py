@@ -16,9 +16,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     model = default_model()
     group.add_argument("--model", default=model, help=f"landmark model (default {model}: the first installed network)")
     group.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu (default auto)")
-    group.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_NAMES,
-                       help=f"face detector (default {DEFAULT_DETECTOR}: BlazeFace up to 720p, MTCNN on larger frames; "
-                       "mtcnn: small and many faces at any size)")
+    group.add_argument("--detector", default=DEFAULT_DETECTOR,
+                       help=f"{', '.join(DETECTOR_NAMES)} (default {DEFAULT_DETECTOR}: BlazeFace up to 720p, MTCNN "
+                       "above; mtcnn: small faces, crowds)")
     group.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
     group.add_argument("--no-smooth", action="store_true", help="switch the One Euro filter off")
     group.add_argument("--min-cutoff", type=float, default=OneEuroParams.min_cutoff, help="One Euro min cutoff (Hz)")

@@ -79,3 +79,19 @@ def test_bench_prints_per_stage_latency(talking_clip):
         assert stage in out.stdout
     assert re.search(r"model only, batch 1, 5 runs: network \+ preprocessing median [\d.]+ ms, p95 [\d.]+ ms; "
                      r"decode median [\d.]+ ms", out.stdout)
+
+
+def test_the_default_detector_tracks_the_street_crowd_with_one_id_per_face(data_dir, capsys):
+    """1080p, 6-9 small faces: the default install finds them (MTCNN) and keeps their ids."""
+    clip = data_dir / "videos" / "street_multiface.mp4"
+    assert main(["track", str(clip), "--max-frames", "12"]) == 0
+    out = capsys.readouterr().out
+    stats = dict(re.findall(r"(\w+)=([\d.]+)", out))
+    assert float(stats["faces_per_frame"]) >= 5
+    assert int(stats["track_ids"]) <= int(stats["most_at_once"]) + 1
+
+
+def test_an_unknown_detector_is_refused_with_the_choices(talking_clip, capsys):
+    assert main(["track", str(talking_clip), "--detector", "haar"]) == 2
+    err = capsys.readouterr().err
+    assert "haar" in err and "mtcnn" in err

@@ -125,3 +125,16 @@ def test_box_helpers():
     assert nms(boxes, scores, 0.5, method="min").tolist() == [3, 2]  # min: it lies inside the others
     np.testing.assert_allclose(square(boxes[:1]), [[-5, 0, 15, 20]])
     np.testing.assert_allclose(regress(boxes[:1], np.array([[0.1, -0.1, 0.0, 0.5]])), [[1, -2, 10, 30]])
+
+
+def test_a_region_search_finds_the_face_in_frame_coordinates(mtcnn, street_frames):
+    frame = street_frames[0]
+    with create_detector("auto") as auto:
+        for det in mtcnn.detect(frame)[:3]:
+            centre, side = det.centre, 3 * (det.box[2] - det.box[0])
+            x1, y1 = np.maximum(0, (centre - side / 2).astype(int))
+            x2, y2 = (centre + side / 2).astype(int)
+            for detector in (mtcnn, auto):  # auto: a region of a 1080p frame goes to MTCNN too
+                found = detector.detect_region(frame, (x1, y1, x2, y2))
+                nearest = min(np.linalg.norm(d.centre - centre) for d in found)
+                assert nearest < 0.15 * (det.box[2] - det.box[0])

@@ -1,12 +1,13 @@
 """Run one detector over every frame of a clip (default: the shared street clip, 6-9 small faces).
 
-    python -m models.detectors.street [--detector auto] [--sheet docs/street_auto]
+    python -m models.detectors.street [--detector auto] [--sheet docs/street_auto] [--resize 640x480]
 
 Prints the faces per frame (mean, min, max) and the detection time per frame (wall clock and
 this process's CPU time, which a loaded machine inflates less), and with ``--sheet PREFIX``
 writes two PNGs to look at: ``PREFIX_frames.png``, every ``--every``-th frame with its boxes
 and points, and ``PREFIX_crops.png``, every detection of every frame as a small crop labelled
-with its frame, for counting false detections by eye.
+with its frame, for counting false detections by eye. ``--resize WxH`` first resizes every
+frame (detection time at another frame size).
 """
 from __future__ import annotations
 
@@ -49,12 +50,12 @@ def draw(frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
     return out
 
 
-def frame_sheet(frames: list[np.ndarray], results: list[list[Detection]], every: int, width: int = 640) -> np.ndarray:
+def frame_sheet(frames: list[np.ndarray], results: list[list[Detection]], every: int, width: int = 480) -> np.ndarray:
     tiles = []
     for index in range(0, len(frames), every):
         tile = draw(frames[index], results[index])
         tile = cv2.resize(tile, (width, round(tile.shape[0] * width / tile.shape[1])), interpolation=cv2.INTER_AREA)
-        cv2.putText(tile, f"frame {index}: {len(results[index])}", (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+        cv2.putText(tile, f"frame {index}: {len(results[index])}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
                     (0, 255, 255), 2)
         tiles.append(tile)
     return grid(tiles, columns=3)
@@ -75,6 +76,13 @@ def crop_sheet(frames: list[np.ndarray], results: list[list[Detection]], columns
     return grid(tiles, columns) if tiles else np.zeros((CROP, CROP, 3), np.uint8)
 
 
+def write_png(path: Path, image: np.ndarray) -> None:
+    """A 256-colour PNG (a third of the full-colour size; these sheets go into docs/)."""
+    from PIL import Image
+
+    Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).quantize(256).save(path, optimize=True)
+
+
 def grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     h, w = tiles[0].shape[:2]
     rows = -(-len(tiles) // columns)
@@ -85,6 +93,16 @@ def grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     return sheet
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
+    if width < 2 or height < 2:
+        raise argparse.ArgumentTypeError(f"frame size must be at least 2x2, got {text!r}")
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--detector", default="auto", choices=DETECTOR_NAMES)
@@ -92,12 +110,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sheet", type=Path, default=None, help="write PREFIX_frames.png and PREFIX_crops.png")
     parser.add_argument("--every", type=int, default=15, help="frames between tiles on the frame sheet")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (mtcnn)")
+    parser.add_argument("--resize", type=parse_size, default=None, metavar="WxH", help="resize frames first")
     args = parser.parse_args(argv)
 
     clip = args.clip or data_root() / CLIP
     frames = read_frames(clip)
+    if args.resize:
+        frames = [cv2.resize(f, args.resize, interpolation=cv2.INTER_AREA) for f in frames]
     path = detector_model_dir() / MODEL_FILES[args.detector] if args.detector in MODEL_FILES else None
     options = {"threads": args.threads} if args.threads and args.detector in ("mtcnn", "retinaface") else {}
+    if args.threads and not options:
+        raise SystemExit(f"--threads applies to mtcnn and retinaface, not {args.detector}")
     results, wall, cpu = [], [], []
     with create_detector(args.detector, path, **options) as detector:
         detector.detect(frames[0])  # warm-up, not timed
@@ -115,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         frames_png = args.sheet.with_name(args.sheet.name + "_frames.png")
         crops_png = args.sheet.with_name(args.sheet.name + "_crops.png")
-        cv2.imwrite(str(frames_png), frame_sheet(frames, results, args.every))
-        cv2.imwrite(str(crops_png), crop_sheet(frames, results))
+        write_png(frames_png, frame_sheet(frames, results, args.every))
+        write_png(crops_png, crop_sheet(frames, results))
         print(f"wrote {frames_png} and {crops_png} ({int(counts.sum())} detections)")
 
 

@@ -19,7 +19,7 @@ from models.types import Detection
 class AutoDetector(FaceDetector):
     """BlazeFace up to ``large_side`` px on the longer side, MTCNN above.
 
-    ``score_threshold`` is BlazeFace's (0.5); MTCNN keeps its own (0.7, ``mtcnn_options``).
+    ``score_threshold`` is BlazeFace's (0.5); MTCNN keeps its own (0.8, ``mtcnn_options``).
     """
 
     name = "auto"

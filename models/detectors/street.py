@@ -50,12 +50,12 @@ def draw(frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
     return out
 
 
-def frame_sheet(frames: list[np.ndarray], results: list[list[Detection]], every: int, width: int = 640) -> np.ndarray:
+def frame_sheet(frames: list[np.ndarray], results: list[list[Detection]], every: int, width: int = 480) -> np.ndarray:
     tiles = []
     for index in range(0, len(frames), every):
         tile = draw(frames[index], results[index])
         tile = cv2.resize(tile, (width, round(tile.shape[0] * width / tile.shape[1])), interpolation=cv2.INTER_AREA)
-        cv2.putText(tile, f"frame {index}: {len(results[index])}", (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+        cv2.putText(tile, f"frame {index}: {len(results[index])}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
                     (0, 255, 255), 2)
         tiles.append(tile)
     return grid(tiles, columns=3)
@@ -74,6 +74,13 @@ def crop_sheet(frames: list[np.ndarray], results: list[list[Detection]], columns
             cv2.putText(tile, str(index), (1, CROP - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 255, 255), 1)
             tiles.append(tile)
     return grid(tiles, columns) if tiles else np.zeros((CROP, CROP, 3), np.uint8)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """A 256-colour PNG (a third of the full-colour size; these sheets go into docs/)."""
+    from PIL import Image
+
+    Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).quantize(256).save(path, optimize=True)
 
 
 def grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
@@ -131,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         frames_png = args.sheet.with_name(args.sheet.name + "_frames.png")
         crops_png = args.sheet.with_name(args.sheet.name + "_crops.png")
-        cv2.imwrite(str(frames_png), frame_sheet(frames, results, args.every))
-        cv2.imwrite(str(crops_png), crop_sheet(frames, results))
+        write_png(frames_png, frame_sheet(frames, results, args.every))
+        write_png(crops_png, crop_sheet(frames, results))
         print(f"wrote {frames_png} and {crops_png} ({int(counts.sum())} detections)")
 
 

@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--w300-repeat", type=int, default=2)
     p.add_argument("--ytf-fraction", type=float, default=0.5)
+    p.add_argument("--large-pose-fraction", type=float, default=0.0,
+                   help="add this share of each epoch in large-pose views (build them first: "
+                        "python -m models.training.profiling --build --crop-size INPUT)")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="keep an EMA of the weights (e.g. 0.998); validation, best.pt and export use it")
     g = p.add_argument_group("heatmap task")
@@ -109,7 +112,8 @@ def main(argv=None) -> None:
                       warmup_epochs=args.warmup_epochs, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
                       seed=args.seed, bf16=args.bf16, channels_last=args.channels_last, threads=args.threads,
                       max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
-                      ytf_fraction=args.ytf_fraction, ema_decay=args.ema_decay)
+                      ytf_fraction=args.ytf_fraction, ema_decay=args.ema_decay,
+                      large_pose_fraction=args.large_pose_fraction)
     if args.model == "r18_ffld":
         train_r18_ffld(args, cfg, augment_cfg)
         return

@@ -47,6 +47,7 @@ class TrainConfig:
     split_seed: int = 0
     w300_repeat: int = 2
     ytf_fraction: float = 0.5
+    large_pose_fraction: float = 0.0  # share of each epoch added as large-pose views (models.training.profiling)
     ema_decay: float = 0.0  # > 0: an exponential moving average of the weights, validated and exported
 
     def resume_keys(self) -> dict:
@@ -56,6 +57,8 @@ class TrainConfig:
             d.pop(k)
         if not d["ema_decay"]:
             d.pop("ema_decay")  # runs from before the option had none
+        if not d["large_pose_fraction"]:
+            d.pop("large_pose_fraction")
         return d
 
 
@@ -115,7 +118,8 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
               "augment": {k: v for k, v in dataclasses.asdict(augment_cfg).items() if k != "keypoint_error"}
               | {"keypoint_error": _keypoint_error_record(augment_cfg.keypoint_error)}}
 
-    data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size)
+    data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size,
+                        large_pose_fraction=cfg.large_pose_fraction)
     val = data.plain_batch(data.val_ids)
     epoch_len = len(data.epoch_ids(np.random.default_rng(0)))
     steps = epoch_len // cfg.batch

@@ -24,6 +24,17 @@ noise of every frame; an inter-frame codec (mp4v/XVID) would smooth it away on s
 
 Ground truth: the still's points (0-based pixel centres) through the same affine
 matrix that warps the still, so it is exact up to the 3 decimals of the ``.pts`` file.
+
+Turning clips (``turn_NNN``, ``--motion turn``): the head turns in yaw from frontal to
++``yaw_deg``, back, to -``yaw_deg`` and back (one sine period per clip), with a slow pitch
+nod of up to ``pitch_deg``; every frame's still is the face re-rendered at that pose by
+``models.profiling`` (Face Mesh fitted once per still, a piecewise-affine warp), filmed by
+the same moving camera with lighting, blur and noise but no occluder. Only near-frontal
+stills (Face Mesh yaw within ``max_source_yaw``) are used, so both directions turn away
+from what the photo saw by at most ``yaw_deg`` plus that. Ground truth: the view's points
+(``models.profiling``'s rule: rotated 3D points, jaw on the visible outline) through the
+frame's matrix. ``synth.json`` adds per frame the still's yaw and pitch change and the
+resulting yaw.
 """
 from __future__ import annotations
 
@@ -32,13 +43,14 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from app.argtypes import int_at_least, non_negative_int, positive_int
+from engines.base import BackendUnavailable
 from engines.files import atomic_write
 from models.align import transform_points
 from models.datasets import PROJECT_ROOT, TEST_SET, data_root, list_annotated
@@ -52,7 +64,7 @@ DEFAULT_FRAMES = 150
 DEFAULT_OUT = PROJECT_ROOT / "out" / "synth"
 META_NAME = "synth.json"
 GENERATOR_VERSION = 1
-MOVING_PREFIX, STATIC_PREFIX = "synth", "static"
+MOVING_PREFIX, STATIC_PREFIX, TURN_PREFIX = "synth", "static", "turn"
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,15 @@ class SynthSettings:
     shot_noise: tuple[float, float] = (0.01, 0.04)  # variance per grey level (shot noise)
     exposure: tuple[float, float] = (0.3, 0.9)  # exposure as a share of the frame time (blur length)
     quality: int = MJPEG_QUALITY
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How the head of a turning clip moves (``--motion turn``). Stored in its ``synth.json``."""
+
+    yaw_deg: float = 60.0  # peak yaw change each way
+    pitch_deg: float = 8.0  # peak pitch change (a slow nod)
+    max_source_yaw: float = 15.0  # stills whose Face Mesh yaw is further from frontal are not used
 
 
 @dataclass(frozen=True)
@@ -351,6 +372,26 @@ def face_points(scene: Scene, plan: ClipPlan, t: int) -> np.ndarray:
     return transform_points(scene.points, plan.matrices[t])
 
 
+def turn_schedule(turn: TurnSettings, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(yaw, pitch) change of the still on each frame: 0 -> +yaw -> 0 -> -yaw -> 0, and a nod."""
+    phase = np.arange(frames) / max(frames - 1, 1)
+    return turn.yaw_deg * np.sin(2 * np.pi * phase), turn.pitch_deg * np.sin(4 * np.pi * phase)
+
+
+class TurningScene:
+    """A still fitted once by Face Mesh, re-rendered at each frame's head turn (``models.profiling``)."""
+
+    def __init__(self, scene: Scene, fit, yaw: np.ndarray, pitch: np.ndarray) -> None:
+        self.scene, self.fit, self.yaw, self.pitch = scene, fit, yaw, pitch
+
+    def at(self, t: int) -> Scene:
+        from models.profiling import render_view
+
+        still = np.clip(np.rint(self.scene.still), 0, 255).astype(np.uint8)
+        view = render_view(still, self.fit, float(self.yaw[t]), float(self.pitch[t]))
+        return replace(self.scene, still=view.image.astype(np.float32), points=view.points)
+
+
 def render_frame(
     scene: Scene, plan: ClipPlan, t: int, noise_rng: np.random.Generator | None = None
 ) -> tuple[np.ndarray, float]:
@@ -399,14 +440,23 @@ def open_writer(path: Path, fps: float, quality: int) -> cv2.VideoWriter:
     return writer
 
 
-def clip_name(index: int, static: bool) -> str:
-    return f"{STATIC_PREFIX if static else MOVING_PREFIX}_{index:03d}"
+def clip_name(index: int, static: bool, turn: bool = False) -> str:
+    prefix = TURN_PREFIX if turn else STATIC_PREFIX if static else MOVING_PREFIX
+    return f"{prefix}_{index:03d}"
 
 
 def write_clip(
-    folder: Path, scene: Scene, plan: ClipPlan, settings: SynthSettings, noise_rng: np.random.Generator, meta: dict
+    folder: Path,
+    scene: Scene,
+    plan: ClipPlan,
+    settings: SynthSettings,
+    noise_rng: np.random.Generator,
+    meta: dict,
+    turning: TurningScene | None = None,
 ) -> Path:
-    """Render and write one clip (vid.avi, annot/NNNNNN.pts, synth.json). synth.json is written last."""
+    """Render and write one clip (vid.avi, annot/NNNNNN.pts, synth.json). synth.json is written last.
+
+    With ``turning``, frame t shows ``turning.at(t)`` instead of ``scene``."""
     if folder.exists():
         shutil.rmtree(folder)
     annot = folder / "annot"
@@ -415,9 +465,10 @@ def write_clip(
     occluded = []
     try:
         for t in range(plan.frames):
-            frame, share = render_frame(scene, plan, t, noise_rng)
+            shown = turning.at(t) if turning else scene
+            frame, share = render_frame(shown, plan, t, noise_rng)
             writer.write(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
-            write_pts(annot / f"{t + 1:06d}.pts", face_points(scene, plan, t))
+            write_pts(annot / f"{t + 1:06d}.pts", face_points(shown, plan, t))
             occluded.append(round(share, 3))
     finally:
         writer.release()
@@ -435,6 +486,12 @@ def write_clip(
             "gain": [round(float(g.mean()), 3) for g in plan.gains],
         },
     )
+    if turning:
+        info["source_yaw"] = round(turning.fit.yaw, 2)
+        info["source_pitch"] = round(turning.fit.pitch, 2)
+        info["per_frame"]["yaw_delta"] = [round(float(v), 3) for v in turning.yaw]
+        info["per_frame"]["pitch_delta"] = [round(float(v), 3) for v in turning.pitch]
+        info["per_frame"]["yaw"] = [round(float(v) + turning.fit.yaw, 3) for v in turning.yaw]
     atomic_write(folder / META_NAME, json.dumps(info, indent=1))
     return folder
 
@@ -466,15 +523,19 @@ def make_clips(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    turn: TurnSettings | None = None,
 ) -> list[Path]:
     """Make (or finish) a set of clips; complete clips with the same recipe are kept unless ``overwrite``.
 
     The stills are the same for a moving and a static set with the same seed and
-    count, so ``synth_007`` and ``static_007`` show the same face.
+    count, so ``synth_007`` and ``static_007`` show the same face. With ``turn``, turning
+    clips (``turn_NNN``) from the first ``count`` near-frontal stills in the seed's order.
     """
     from tqdm import tqdm
 
     settings = settings or SynthSettings()
+    if turn is not None:
+        return make_turning_clips(source_dir, out_dir, count, settings, turn, seed, overwrite, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     folders = []
     stills = choose_stills(source_dir, count, seed)
@@ -494,6 +555,61 @@ def make_clips(
             continue
         plan = plan_clip(rng, scene, settings)
         write_clip(folder, scene, plan, settings, rng, meta)
+    return folders
+
+
+def make_turning_clips(
+    source_dir: Path,
+    out_dir: Path,
+    count: int,
+    settings: SynthSettings,
+    turn: TurnSettings,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Turning clips (see the module docstring); stills Face Mesh cannot fit, or not near-frontal, are passed over."""
+    from tqdm import tqdm
+
+    from models.profiling import FaceMesh3D, FitError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folders = []
+    items = list_annotated(source_dir)
+    if not items:
+        raise FileNotFoundError(f"no annotated images (image + .pts) in {source_dir}")
+    order = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
+    yaw, pitch = turn_schedule(turn, settings.frames)
+    bar = tqdm(total=count, desc=f"turning clips -> {out_dir}", unit="clip", disable=not progress)
+    with FaceMesh3D() as mesh:
+        for item in order:
+            if len(folders) == count:
+                break
+            i = len(folders)
+            folder = out_dir / clip_name(i, False, turn=True)
+            meta = {"seed": seed, "index": i, "source": str(item.image_path.name), "recipe": asdict(settings),
+                    "turn": asdict(turn)}
+            meta = json.loads(json.dumps(meta))
+            if not overwrite and is_complete(folder, meta):
+                folders.append(folder)
+                bar.update()
+                continue
+            rng = np.random.default_rng([seed, i, 2])
+            try:
+                scene = load_scene(item.image_path, item.pts_path, rng)
+                fit = mesh.fit(np.clip(np.rint(scene.still), 0, 255).astype(np.uint8), scene.points)
+            except (ValueError, FitError) as exc:  # unreadable, or Face Mesh found no matching face
+                print(f"synth-clips: passing over {item.image_path.name}: {exc}")
+                continue
+            if abs(fit.yaw) > turn.max_source_yaw:
+                continue
+            plan = replace(plan_clip(rng, scene, settings), occluder=None)
+            write_clip(folder, scene, plan, settings, rng, meta, TurningScene(scene, fit, yaw, pitch))
+            folders.append(folder)
+            bar.update()
+    bar.close()
+    if len(folders) < count:
+        print(f"synth-clips: only {len(folders)} of {source_dir}'s stills are near-frontal and fitted")
     return folders
 
 
@@ -553,6 +669,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=positive_int, default=DEFAULT_COUNT, help="number of clips (default %(default)s)")
     parser.add_argument("--frames", type=int_at_least(2), default=DEFAULT_FRAMES, help="frames per clip (default %(default)s)")
     parser.add_argument("--static", action="store_true", help="static-face clips: fixed placement, sensor noise only")
+    parser.add_argument(
+        "--motion",
+        choices=("camera", "turn"),
+        default="camera",
+        help="camera: a moving camera (default); turn: the head also turns to +-60 degrees yaw and back",
+    )
+    parser.add_argument("--turn-yaw", type=float, default=TurnSettings.yaw_deg, help="peak yaw change of --motion turn")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="remake clips that are already complete")
     parser.add_argument("--no-sheet", dest="sheet", action="store_false", help="skip the contact sheet")
@@ -560,12 +683,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     source = args.source_dir or data_root() / TEST_SET
-    out = args.out or DEFAULT_OUT / ("static" if args.static else "moving")
+    turning = getattr(args, "motion", "camera") == "turn"
+    if turning and args.static:
+        print("synth-clips: --static and --motion turn exclude each other")
+        return 2
+    if turning and not 0 < args.turn_yaw <= 90:
+        print(f"synth-clips: --turn-yaw must be in (0, 90] degrees, got {args.turn_yaw}")
+        return 2
+    out = args.out or DEFAULT_OUT / ("turn" if turning else "static" if args.static else "moving")
     settings = SynthSettings(frames=args.frames, static=args.static)
+    turn = TurnSettings(yaw_deg=args.turn_yaw) if turning else None
     start = time.perf_counter()
     try:
-        folders = make_clips(source, out, args.count, settings, seed=args.seed, overwrite=args.overwrite)
-    except FileNotFoundError as exc:
+        folders = make_clips(source, out, args.count, settings, seed=args.seed, overwrite=args.overwrite, turn=turn)
+    except (FileNotFoundError, BackendUnavailable) as exc:
         print(f"synth-clips: {exc}")
         return 1
     elapsed = time.perf_counter() - start

@@ -135,3 +135,37 @@ def test_complete_clips_are_kept(helen_test_dir, tmp_path):
     (folder / META_NAME).unlink()  # an interrupted clip: made again
     make_clips(helen_test_dir, tmp_path, count=1, settings=settings, progress=False)
     assert (folder / "vid.avi").stat().st_mtime_ns != stamp and (folder / META_NAME).is_file()
+
+
+def test_turning_clip_has_the_documented_ground_truth(helen_test_dir, tmp_path):
+    """--motion turn: yaw 0 -> +60 -> 0 -> -60 -> 0; each frame's points are the view's points
+    (models.profiling) through the frame's matrix, the unturned frames the still's own."""
+    from app.synth_clips import TurningScene, TurnSettings, turn_schedule
+    from models.profiling import FaceMesh3D
+
+    settings, turn = SynthSettings(frames=5), TurnSettings()
+    [folder] = make_clips(helen_test_dir, tmp_path, count=1, settings=settings, progress=False, turn=turn)
+    assert folder.name == "turn_000"
+    meta = json.loads((folder / META_NAME).read_text())
+    assert meta["per_frame"]["yaw_delta"] == [0.0, 60.0, 0.0, -60.0, 0.0]
+    assert abs(meta["source_yaw"]) <= turn.max_source_yaw and meta["occluder"] is None
+    [item] = [i for i in list_annotated(helen_test_dir) if i.image_path.name == meta["source"]]
+    rng = np.random.default_rng([0, 0, 2])
+    scene = load_scene(item.image_path, item.pts_path, rng)
+    with FaceMesh3D() as mesh:
+        fit = mesh.fit(np.clip(np.rint(scene.still), 0, 255).astype(np.uint8), scene.points)
+    plan = replace(plan_clip(rng, scene, settings), occluder=None)
+    turning = TurningScene(scene, fit, *turn_schedule(turn, settings.frames))
+    annots = sorted((folder / "annot").glob("*.pts"))
+    frames = decode_all(folder / "vid.avi")
+    assert len(annots) == len(frames) == 5
+    for t, path in enumerate(annots):
+        truth = face_points(turning.at(t), plan, t)
+        assert np.abs(read_pts(path) - truth).max() < 6e-4
+        if t in (0, 2, 4):
+            assert np.abs(truth - face_points(scene, plan, t)).max() < 1e-6
+    turned = [read_pts(p) for p in annots]
+    # at +60 the nose tip moves towards the image right of the face, at -60 to the left
+    def nose_offset(p):
+        return (p[30, 0] - (p[0, 0] + p[16, 0]) / 2) / np.ptp(p[:, 0])
+    assert nose_offset(turned[1]) > nose_offset(turned[0]) + 0.15 > nose_offset(turned[3]) + 0.3

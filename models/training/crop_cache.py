@@ -40,6 +40,14 @@ def canonical_matrix(points68: np.ndarray, canon_size: int = CANON_SIZE, crop_si
     return m
 
 
+def cache_geometry(crop_size: int) -> tuple[int, int]:
+    """(canonical size, crop size) of the crop cache for a ``crop_size`` network input: the
+    192 px layout (320 canonical, 64 px margin) scaled to ``crop_size`` (margin rounded to an
+    integer, so the centre window stays an integer shift); (320, 192) for 192."""
+    margin = int(round((CANON_SIZE - CROP_SIZE) / 2 * crop_size / CROP_SIZE))
+    return crop_size + 2 * margin, crop_size
+
+
 @dataclass
 class CropSet:
     """Canonical crops of one dataset folder (memory-mapped, read-only)."""

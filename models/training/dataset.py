@@ -5,7 +5,9 @@ with ``val_identity_fraction`` > 0, every frame of a fixed-seed share of the ytf
 (``identity_of``: frames of one person never straddle the split, so validation faces are
 people the network has not seen); helen_test is never used here. An epoch draws every kept 300-W image ``w300_repeat``
 times plus a random ``ytf_fraction`` of the (low-resolution, integer-labelled) ytf68
-frames.
+frames, plus (``large_pose_fraction`` > 0) that share of the epoch again in large-pose views
+(``models.training.profiling``), drawn from the views of training images only (never of a
+validation image).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from models.datasets import TRAIN_SETS
 from models.training.augment import AugmentConfig, augment
-from models.training.crop_cache import CANON_SIZE, CROP_SIZE, CropSet, canonical_offset, load_crop_set
+from models.training.crop_cache import CROP_SIZE, CropSet, cache_geometry, canonical_offset, load_crop_set
 
 W300_SETS = tuple(s for s in TRAIN_SETS if s.startswith("300w/"))
 
@@ -36,18 +38,10 @@ class Sample:
     points: np.ndarray  # (B, 68, 2) float32 crop coordinates
 
 
-def cache_geometry(crop_size: int) -> tuple[int, int]:
-    """(canonical size, crop size) of the crop cache for a ``crop_size`` network input: the
-    192 px layout (320 canonical, 64 px margin) scaled to ``crop_size`` (margin rounded to an
-    integer, so the centre window stays an integer shift); (320, 192) for 192."""
-    margin = int(round((CANON_SIZE - CROP_SIZE) / 2 * crop_size / CROP_SIZE))
-    return crop_size + 2 * margin, crop_size
-
-
 class TrainingData:
     def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
                  ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS,
-                 val_identity_fraction: float = 0.0):
+                 val_identity_fraction: float = 0.0, large_pose_fraction: float = 0.0):
         self.crop_size = crop_size
         self.sets: list[CropSet] = [load_crop_set(name, *cache_geometry(crop_size)) for name in sets]
         # (set index, item index) for every image
@@ -65,6 +59,22 @@ class TrainingData:
         self.train_other = other[~held]
         self.w300_repeat = w300_repeat
         self.ytf_fraction = ytf_fraction
+        self.large_pose_fraction = large_pose_fraction
+        self.train_views = np.zeros(0, np.int64)
+        if large_pose_fraction > 0:
+            self._add_views()
+
+    def _add_views(self) -> None:
+        from models.training.profiling import load_views
+
+        views = load_views(*cache_geometry(self.crop_size))
+        held_out = {f"{self.sets[s].name}/{self.sets[s].sources[i]}" for s, i in self.refs[self.val_ids]}
+        keep = np.array([source not in held_out for source in views.sources], bool)
+        first = len(self.refs)
+        self.sets.append(views)
+        self.refs = np.concatenate([self.refs, np.stack([np.full(len(views), len(self.sets) - 1),
+                                                         np.arange(len(views))], 1)])
+        self.train_views = first + np.flatnonzero(keep)
 
     def _held_identities(self, ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
         """Mask over ``ids``: the frames of a ``fraction`` of the people, drawn with ``seed``."""
@@ -82,6 +92,9 @@ class TrainingData:
     def epoch_ids(self, rng: np.random.Generator) -> np.ndarray:
         other = rng.choice(self.train_other, int(round(self.ytf_fraction * len(self.train_other))), replace=False)
         ids = np.concatenate([np.tile(self.train_w300, self.w300_repeat), other])
+        if len(self.train_views):
+            n = int(round(self.large_pose_fraction * len(ids)))
+            ids = np.concatenate([ids, rng.choice(self.train_views, n, replace=n > len(self.train_views))])
         return rng.permutation(ids)
 
     def _item(self, gid: int) -> tuple[np.ndarray, np.ndarray]:

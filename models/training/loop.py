@@ -48,6 +48,7 @@ class TrainConfig:
     w300_repeat: int = 2
     ytf_fraction: float = 0.5
     val_identity_fraction: float = 0.0  # > 0: also hold out this share of the ytf68 people for validation
+    large_pose_fraction: float = 0.0  # share of each epoch added as large-pose views (models.training.profiling)
     ema_decay: float = 0.0  # > 0: an exponential moving average of the weights, validated and exported
 
     def resume_keys(self) -> dict:
@@ -59,6 +60,8 @@ class TrainConfig:
             d.pop("ema_decay")  # runs from before the option had none
         if not d["val_identity_fraction"]:
             d.pop("val_identity_fraction")
+        if not d["large_pose_fraction"]:
+            d.pop("large_pose_fraction")
         return d
 
 
@@ -119,7 +122,7 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
               | {"keypoint_error": _keypoint_error_record(augment_cfg.keypoint_error)}}
 
     data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size,
-                        val_identity_fraction=cfg.val_identity_fraction)
+                        val_identity_fraction=cfg.val_identity_fraction, large_pose_fraction=cfg.large_pose_fraction)
     val = data.plain_batch(data.val_ids)
     epoch_len = len(data.epoch_ids(np.random.default_rng(0)))
     steps = epoch_len // cfg.batch

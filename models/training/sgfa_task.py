@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.heatmap_decode import decode_heatmaps
+from models.heatmap_decode import decode_heatmaps, sample_maps
 from models.landmarks68 import NUM_LANDMARKS
 from models.training.checkpoint import load_run_weights
 from models.training.heatmap_task import gaussian_heatmaps, heatmap_to_crop
@@ -35,25 +35,6 @@ def score_maps(points: torch.Tensor, size: int, stride: int, radius: float) -> t
     dx2 = (grid.view(1, 1, -1) - h[..., 0:1]) ** 2  # (B, K, W)
     dy2 = (grid.view(1, 1, -1) - h[..., 1:2]) ** 2  # (B, K, H)
     return (dy2.unsqueeze(-1) + dx2.unsqueeze(-2) <= radius**2).float()
-
-
-def sample_maps(maps: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Bilinear values of (N, K, H, W) maps at (N, K, 2) heatmap pixel-centre coordinates (clamped
-    to the map), clipped to [0, 1]: each point's weight read from its score map."""
-    n, k, h, w = maps.shape
-    x = np.clip(coords[..., 0], 0, w - 1)
-    y = np.clip(coords[..., 1], 0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2 if h > 1 else 0)
-    fx, fy = x - x0, y - y0
-    flat = maps.reshape(n, k, h * w)
-
-    def at(yy, xx):
-        return np.take_along_axis(flat, (yy * w + xx)[..., None], axis=2)[..., 0]
-
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    value = ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
-    return np.clip(value, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass

@@ -17,6 +17,8 @@ COMMANDS = {
     "evaluate": ("app.evaluate", "landmark accuracy on annotated stills (NME, AUC, FR, CED)"),
     "eval300vw": ("app.eval300vw.command", "frame-by-frame accuracy and jitter on 300-VW style clips"),
     "synth-clips": ("app.synth_clips", "make 300-VW style clips with exact ground truth from stills"),
+    "synth-occlusions": ("app.synth_occlusions", "make an occluded test set from HELEN test with hidden-point labels"),
+    "eval-occlusions": ("app.occlusion_eval", "accuracy on hidden and visible points, visibility as a hidden-point detector"),
     "batch": ("app.batch.cli", "annotate a collection of videos on this machine or a Ray cluster (CSV + Parquet)"),
 }
 

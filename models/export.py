@@ -12,6 +12,10 @@ decoding on the host.
 ``coords`` (N, 68, 2) in normalised crop units and ``confidence`` (N, 68), with the
 CropNets' bilinear crops inside the graph (GridSample, opset 17).
 
+``--model sgfa`` exports the heatmap kind with two outputs, ``heatmaps`` and ``scores`` (N, 68,
+S, S) each; the manifest names the exemplar shape dictionary (copied beside the ONNX file when
+``--out`` is not the folder that holds it) for the run-time repair.
+
 After the FP32 file and manifest, ``models.quantize`` writes the INT8 copy ``OUT/NAME.int8.onnx``
 and records it in the manifest (``--no-int8`` skips it).
 """
@@ -120,12 +124,35 @@ def _CoordsAndConfidence(model):
     return Split()
 
 
+def _HeatmapsAndScores(model):
+    """torch module: SGFA's (N, 136, S, S) output split into heatmaps and score maps."""
+    import torch
+
+    from models.landmarks68 import NUM_LANDMARKS
+
+    class Split(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            out = self.net(x)
+            return out[:, :NUM_LANDMARKS], out[:, NUM_LANDMARKS:]
+
+    return Split()
+
+
 def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
     import torch
 
     net = model
     outputs = ["heatmaps"]
-    if task.name == "r18_ffld":
+    if task.name == "sgfa":
+        if in_graph_decode:
+            raise SystemExit("--in-graph-decode is not offered for sgfa (its score maps are read at the decoded points)")
+        net = _HeatmapsAndScores(model).eval()
+        outputs = ["heatmaps", "scores"]
+    elif task.name == "r18_ffld":
         net = _CoordsAndConfidence(model).eval()
         outputs = ["coords", "confidence"]
     elif in_graph_decode:
@@ -183,7 +210,7 @@ def _augment_text(augment: dict) -> str:
 def main(argv=None) -> dict:
     """Run the export; returns the figures it printed (max difference, size, timings)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa"])
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder (assets/ for the shipped model)")
     p.add_argument("--in-graph-decode", action="store_true", help="put DARK decoding inside the graph")
@@ -192,6 +219,12 @@ def main(argv=None) -> dict:
     p.add_argument("--min-confidence", type=float, default=0.0,
                    help="mean confidence under which the tracker treats this network's fit as no face")
     p.add_argument("--no-int8", action="store_true", help="skip the INT8 copy (models.quantize)")
+    p.add_argument("--dictionary", type=Path, default=None,
+                   help="sgfa: the shape dictionary (default assets/sgfa_dictionary.npz)")
+    p.add_argument("--visibility-threshold", type=float, default=0.5,
+                   help="sgfa: confidence under which a point is hidden (and repaired)")
+    p.add_argument("--no-repair-default", action="store_true",
+                   help="sgfa: the model does not repair unless asked (the dictionary is still named)")
     p.add_argument("--test-metrics", action="store_true",
                    help="score the checkpoint on HELEN test (run-time alignment path) for the model card")
     args = p.parse_args(argv)
@@ -216,7 +249,11 @@ def main(argv=None) -> dict:
     x = task.to_input(crops)
     session = ort_session(onnx_path, args.threads)
     ort_out = session.run(None, {"input": x.numpy()})
-    if task.name == "r18_ffld":
+    if task.name == "sgfa":
+        ref = model(x).numpy()
+        diff = float(np.abs(np.concatenate(ort_out, axis=1) - ref).max())
+        print(f"max |ORT - torch| (heatmaps and score maps) on {len(crops)} real crops: {diff:.2e}")
+    elif task.name == "r18_ffld":
         ref = model(x).numpy()
         diff = max(float(np.abs(ort_out[0] - ref[..., :2]).max()), float(np.abs(ort_out[1] - ref[..., 2]).max()))
         print(f"max |ORT - torch| (coords in crop units, confidence) on {len(crops)} real crops: {diff:.2e} "
@@ -239,12 +276,16 @@ def main(argv=None) -> dict:
 
         decode = None if args.in_graph_decode or task.name == "r18_ffld" else (
             lambda h: decode_heatmaps(h, "dark", task.decode_kernel()))
+        if task.name == "sgfa":
+            decode = _sgfa_decode(task, args)
         result["ort_cpu_batch1"] = benchmark(session, task.input_size, decode=decode)
         print(json.dumps({"ort_cpu_batch1": result["ort_cpu_batch1"], "threads": args.threads,
                           "load_average": os.getloadavg()}))
 
     if task.name == "r18_ffld":
         return _write_coords_manifest(args, task, model, state, onnx_path, outputs, result)
+    if task.name == "sgfa":
+        return _write_sgfa_manifest(args, task, model, state, onnx_path, outputs, result)
     metrics = state.get("metrics", {})
     val = metrics.get("val", {})
     metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
@@ -396,6 +437,76 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
                     f"{tr['epochs']} epochs; augmentation: "
                     f"{_augment_text(cfg['augment'])}"),
             metrics=metric_text, training=training_text(state, args.checkpoint, t["init_run"])),
+    )
+    return _save_manifest(manifest, args, onnx_path, result)
+
+
+def _dictionary_file(args) -> Path:
+    from models.sgfa_dictionary import DICTIONARY_FILE
+
+    path = args.dictionary or DICTIONARY_FILE
+    if not path.is_file():
+        raise SystemExit(f"no shape dictionary at {path}: build it with `python -m models.sgfa_dictionary --build`")
+    return path
+
+
+def _sgfa_decode(task, args):
+    """The host work after the network at batch 1: DARK, score sampling and the repair (the
+    benchmark passes the heatmaps only; score maps of the same shape stand in)."""
+    from models.heatmap_decode import decode_heatmaps, sample_maps
+    from models.sgfa_repair import ShapeDictionary, repair
+
+    dictionary = ShapeDictionary.load(_dictionary_file(args))
+
+    def decode(heatmaps):
+        coords, _ = decode_heatmaps(heatmaps, "dark", task.decode_kernel())
+        weights = sample_maps(heatmaps, coords)
+        return [repair(p, w, dictionary, threshold=args.visibility_threshold) for p, w in zip(coords, weights)]
+
+    return decode
+
+
+def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
+    """Manifest (heatmap kind with score maps, repair section) and model card of SGFA."""
+    import shutil
+
+    from models.manifest import DecodeOptions, ModelCard, ModelManifest, RepairOptions, template_version
+    from models.sgfa_repair import ShapeDictionary
+
+    source = _dictionary_file(args)
+    target = args.out / source.name
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    dictionary = ShapeDictionary.load(target)
+    val = state.get("metrics", {}).get("val", {})
+    metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
+                   f"{100 * val['dark']['nme']:.2f}% (DARK) after epoch {state['epoch']}" if "dark" in val
+                   else "no validation metrics in the checkpoint")
+    if args.test_metrics:
+        metric_text += _helen_test_text(model, task, "dark")
+    cfg = state["config"]
+    tr, t = cfg["train"], cfg["task"]
+    manifest = ModelManifest(
+        name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
+        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
+        template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
+        decode=DecodeOptions(method="dark", kernel=task.decode_kernel()), coords_unit="heatmap",
+        repair=RepairOptions(target.name, None, not args.no_repair_default),
+        visibility_threshold=args.visibility_threshold,
+        card=ModelCard(
+            training_data=TRAINING_DATA,
+            recipe=(f"SGFA from scratch: 7x7 stride-2 conv, three pre-activation bottleneck residual blocks at 64x64, "
+                    f"two branches (4-level hourglass, two residual blocks to {t['head_channels']} channels, "
+                    f"{'nearest upsampling to 128x128, ' if t['heatmap_size'] == 128 else ''}a residual block, 1x1 conv) "
+                    f"giving 68 Gaussian heatmaps (sigma {t['sigma']} px) and 68 binary score maps (radius "
+                    f"{t['score_radius']} px), {t['heatmap_size']}x{t['heatmap_size']}, 128 px input; loss "
+                    f"{t['loss']} on heatmaps{' (foreground weight ' + str(t['foreground_weight']) + ')' if t['loss'] != 'mse' else ''} "
+                    f"+ {t['score_weight']} x MSE on score maps; confidence = score map at the DARK-decoded point; "
+                    f"repair: {dictionary.method}; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
+                    f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
+                    f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
+                    f"augmentation: {_augment_text(cfg['augment'])}"),
+            metrics=metric_text, training=training_text(state, args.checkpoint, t.get("init_run", ""))),
     )
     return _save_manifest(manifest, args, onnx_path, result)
 

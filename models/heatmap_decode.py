@@ -14,6 +14,8 @@ on the heatmap border, and it is clipped to +-1 pixel.
 Confidence: the raw heatmap value at the integer peak, clipped to [0, 1]. Targets are
 unnormalised Gaussians with peak 1, so a confident, well-placed prediction scores near 1
 and a diffuse or missing one near 0.
+
+``sample_maps(maps, coords)``: bilinear values of other maps (SGFA's score maps) at decoded points.
 """
 from __future__ import annotations
 
@@ -95,6 +97,25 @@ def decode_heatmaps(
         h, w = heatmaps.shape[2:]
         coords += dark_offsets(np.log(np.maximum(nb, 1e-10)), px, py, w, h).astype(np.float32)
     return coords, np.clip(peak, 0.0, 1.0).astype(np.float32)
+
+
+def sample_maps(maps: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Bilinear values of (N, K, H, W) maps at (N, K, 2) heatmap pixel-centre coordinates (clamped
+    to the map), clipped to [0, 1]: each point's weight read from its score map."""
+    n, k, h, w = maps.shape
+    x = np.clip(coords[..., 0], 0, w - 1)
+    y = np.clip(coords[..., 1], 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2 if h > 1 else 0)
+    fx, fy = x - x0, y - y0
+    flat = maps.reshape(n, k, h * w)
+
+    def at(yy, xx):
+        return np.take_along_axis(flat, (yy * w + xx)[..., None], axis=2)[..., 0]
+
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    value = ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
+    return np.clip(value, 0.0, 1.0).astype(np.float32)
 
 
 def _benchmark(runs: int = 2000) -> None:

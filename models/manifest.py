@@ -20,8 +20,9 @@ and the model-card text. Example::
                "recipe": "...", "metrics": "..."}
     }
 
-``kind``: ``heatmap`` (one output (N, 68, H, W), decoded here unless ``decode.in_graph``)
-or ``coords`` (outputs (N, 68, 2) coordinates and optionally (N, 68) confidence).
+``kind``: ``heatmap`` (one output (N, 68, H, W), decoded here unless ``decode.in_graph``; or two,
+``[heatmaps, scores]``: SGFA's score maps, each point's confidence the score map at its decoded
+point) or ``coords`` (outputs (N, 68, 2) coordinates and optionally (N, 68) confidence).
 ``outputs`` lists the output tensor names: ``[heatmaps]``, or ``[coords]`` /
 ``[coords, confidence]`` for ``coords`` and in-graph decoding. ``coords_unit`` (optional)
 says what the coordinates are: ``normalized`` (crop units, (0, 0) top-left corner, (1, 1)
@@ -30,6 +31,10 @@ in-graph heatmap decoding). ``decode.kernel`` may be left out (the decoder's def
 ``int8`` (optional) names the INT8 copy of the network made by ``models.quantize`` (same inputs
 and outputs), with its calibration recipe and measured figures; ``cpu_default`` says whether
 it passed the accuracy bar and so is what ONNX Runtime CPU runs when no precision is asked for.
+``repair`` (optional, networks with score maps) names the exemplar shape dictionary beside the
+manifest (``models.sgfa_repair``), ``k`` (exemplars combined; absent: the dictionary's own) and
+whether the repair runs by default; points whose confidence is under ``visibility_threshold``
+(optional, default 0.5) are reported hidden and, with the repair, replaced.
 ``mean``/``std`` are in 0-255 units and in the network's
 channel order. ``template_version`` must equal ``template_version()`` of this code: a
 network trained on crops of another template would run but place every point wrongly.
@@ -92,6 +97,15 @@ class Int8Variant:
 
 
 @dataclass(frozen=True)
+class RepairOptions:
+    """SGFA's dictionary repair of low-confidence points (``models.sgfa_repair``)."""
+
+    dictionary: str  # file name beside the manifest
+    k: int | None = None  # exemplars combined; None: the dictionary's own choice
+    default: bool = True  # whether the model repairs unless told otherwise
+
+
+@dataclass(frozen=True)
 class ModelManifest:
     name: str
     onnx: str  # file name, relative to the manifest's folder
@@ -110,7 +124,20 @@ class ModelManifest:
     min_confidence: float = 0.0  # mean confidence under which this network's fit is not a face
     card: ModelCard = field(default_factory=ModelCard)
     int8: Int8Variant | None = None
+    repair: RepairOptions | None = None
+    visibility_threshold: float = 0.5  # confidence under which a point is reported hidden
     path: Path | None = None  # the JSON file this came from
+
+    @property
+    def has_score_maps(self) -> bool:
+        """Heatmaps decoded here with a second output of score maps (SGFA)."""
+        return self.decodes_heatmaps and len(self.outputs) == 2
+
+    @property
+    def dictionary_path(self) -> Path | None:
+        if self.repair is None:
+            return None
+        return self.onnx_path.with_name(self.repair.dictionary)
 
     @property
     def onnx_path(self) -> Path:
@@ -166,6 +193,12 @@ class ModelManifest:
                 "recipe": self.int8.recipe,
                 "metrics": self.int8.metrics,
             }
+        if self.repair is not None:
+            data["repair"] = {"dictionary": self.repair.dictionary, "default": self.repair.default}
+            if self.repair.k is not None:
+                data["repair"]["k"] = self.repair.k
+        if self.has_score_maps:
+            data["visibility_threshold"] = self.visibility_threshold
         if self.decode.kernel is not None:
             data["decode"]["kernel"] = self.decode.kernel
         if self.heatmap_size is not None:
@@ -245,8 +278,8 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
     outputs = top.get("outputs", list)
     if not outputs or not all(isinstance(o, str) and o for o in outputs):
         raise top.fail("outputs", f"must be a non-empty list of output tensor names, got {outputs!r}")
-    if kind == "heatmap" and not in_graph and len(outputs) != 1:
-        raise top.fail("outputs", f"must name exactly one heatmap tensor, got {outputs!r}")
+    if kind == "heatmap" and not in_graph and len(outputs) not in (1, 2):
+        raise top.fail("outputs", f"must name the heatmap tensor (and optionally the score maps), got {outputs!r}")
     if (kind == "coords" or in_graph) and len(outputs) > 2:
         raise top.fail("outputs", f"must be [coords] or [coords, confidence], got {outputs!r}")
     heatmap_size = top.positive_int("heatmap_size", None)
@@ -275,6 +308,15 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
             recipe=section.get("recipe", str, ""),
             metrics=section.get("metrics", str, ""),
         )
+    repair = None
+    if "repair" in top.data:
+        section = top.child("repair")
+        if kind != "heatmap" or in_graph or len(outputs) != 2:
+            raise section.fail("dictionary", "needs a heatmap network with score maps (outputs [heatmaps, scores])")
+        dictionary = section.get("dictionary", str)
+        if Path(dictionary).name != dictionary:
+            raise section.fail("dictionary", f"must be a file name beside the manifest, got {dictionary!r}")
+        repair = RepairOptions(dictionary, section.positive_int("k", None), section.get("default", bool, True))
     return ModelManifest(
         name=top.get("name", str),
         onnx=onnx,
@@ -302,12 +344,14 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
             training=card.get("training", str, ""),
         ),
         int8=int8,
+        repair=repair,
+        visibility_threshold=_unit_interval(top, "visibility_threshold", 0.5),
         path=path,
     )
 
 
-def _unit_interval(reader: "_Reader", key: str) -> float:
-    value = float(reader.get(key, (int, float), 0.0))
+def _unit_interval(reader: "_Reader", key: str, default: float = 0.0) -> float:
+    value = float(reader.get(key, (int, float), default))
     if not 0.0 <= value <= 1.0:
         raise reader.fail(key, f"must be between 0 and 1, got {value}")
     return value
@@ -334,6 +378,9 @@ def load_manifest(path: str | Path, check_onnx: bool = True) -> ModelManifest:
     manifest = parse_manifest(data, path)
     if check_onnx and not manifest.onnx_path.is_file():
         raise ModelFileError(f"ONNX file of model {manifest.name!r} not found: {manifest.onnx_path} (named in {path})")
+    if check_onnx and manifest.dictionary_path is not None and not manifest.dictionary_path.is_file():
+        raise ModelFileError(f"shape dictionary of model {manifest.name!r} not found: {manifest.dictionary_path} "
+                             f"(named in {path}; made by `python -m models.sgfa_dictionary --build`)")
     return manifest
 
 

@@ -7,6 +7,11 @@ graph has a fixed batch size), and decodes:
 
 - ``heatmap``: (N, 68, H, W) heatmaps, decoded by ``models.heatmap_decode.decode_heatmaps``
   into heatmap pixel-centre coordinates and confidences (unless the graph decodes itself);
+  with a second output of score maps (SGFA) each point's confidence is its score map's value
+  at the decoded point, and with ``repair`` (default: the manifest's) the points whose
+  confidence is under the manifest's ``visibility_threshold`` are replaced by the exemplar
+  dictionary's reconstruction (``models.sgfa_repair``, in normalised crop units, after flip
+  averaging);
 - ``coords``: (N, 68, 2) coordinates and optionally (N, 68) confidences.
 
 Every coordinate is first turned into normalised crop units u ((0, 0) = top-left corner
@@ -59,6 +64,7 @@ class OnnxLandmarkModel(LandmarkModel):
         on_progress: ProgressCallback | None = None,
         precision: str | None = "auto",
         strict_precision: bool = True,
+        repair: bool | None = None,
     ) -> None:
         self._runner = None
         self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
@@ -69,6 +75,7 @@ class OnnxLandmarkModel(LandmarkModel):
         self.input_size = self.manifest.input_size
         self.flip_test = self.manifest.flip_test if flip_test is None else bool(flip_test)
         self.min_confidence = self.manifest.min_confidence
+        self._dictionary = self._load_dictionary(repair)
         self._runner = self._open(backend, precision, strict_precision, on_message, on_progress)
         try:
             self.backend = Backend(self._runner.backend).value
@@ -77,6 +84,26 @@ class OnnxLandmarkModel(LandmarkModel):
         except BaseException:
             self.close()
             raise
+
+    def _load_dictionary(self, repair: bool | None):
+        """The shape dictionary when this model repairs (``repair``, else the manifest's default)."""
+        m = self.manifest
+        wanted = (m.repair is not None and m.repair.default) if repair is None else repair
+        if not wanted:
+            return None
+        if m.repair is None:
+            raise ModelFileError(f"model {self.name!r} has no shape dictionary to repair with (no 'repair' in {m.path})")
+        from models.sgfa_repair import DictionaryError, ShapeDictionary
+
+        try:
+            return ShapeDictionary.load(m.dictionary_path)
+        except DictionaryError as error:
+            raise ModelFileError(str(error)) from None
+
+    @property
+    def repairs(self) -> bool:
+        """Whether low-confidence points are replaced by the dictionary's reconstruction."""
+        return self._dictionary is not None
 
     def _open(self, backend, precision, strict, on_message, on_progress):
         from engines.precision import Precision, PrecisionUnavailable, resolve_precision
@@ -182,6 +209,12 @@ class OnnxLandmarkModel(LandmarkModel):
             points = (points[:count] + mirrored) / 2
             confidence = (confidence[:count] + confidence[count:, MIRROR]) / 2
         confidence = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0)
+        if self._dictionary is not None:
+            from models.sgfa_repair import repair
+
+            k, threshold = self.manifest.repair.k, self.manifest.visibility_threshold
+            points = np.stack([repair(p, c, self._dictionary, k, threshold).points
+                               for p, c in zip(points, confidence)])
         results = []
         for crop, pts, conf in zip(crops, points, confidence):
             conf = np.where(np.all(np.isfinite(pts), axis=1), conf, 0.0)
@@ -222,10 +255,15 @@ def normalised_points(raw: dict[str, np.ndarray], manifest: ModelManifest) -> tu
         first = np.asarray(raw[m.outputs[0]], dtype=np.float32)  # DARK in float32: 3x faster than float64
         if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
             raise ValueError(f"{m.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
-        from models.heatmap_decode import decode_heatmaps
+        from models.heatmap_decode import decode_heatmaps, sample_maps
 
         options = {} if m.decode.kernel is None else {"kernel": m.decode.kernel}
         coords, confidence = decode_heatmaps(first, method=m.decode.method, **options)
+        if m.has_score_maps:
+            scores = np.asarray(raw[m.outputs[1]], dtype=np.float32)
+            if scores.shape != first.shape:
+                raise ValueError(f"{m.name}: score maps {scores.shape} do not match the heatmaps {first.shape}")
+            confidence = sample_maps(scores, coords)
         height, width = first.shape[2:]
         points = (np.asarray(coords, dtype=np.float64) + 0.5) / np.array([width, height])
         return points, np.asarray(confidence, dtype=np.float64)

@@ -28,6 +28,7 @@ DLIB68 = "dlib68"
 NETWORK_NAMES = ("r18_ffld", "mnv2_sdd")
 FLIP_SUFFIX = "+flip"  # "mnv2_sdd+flip": the network with flip test-time averaging switched on
 PRECISION_MARK = "@"  # "r18_ffld@int8", "r18_ffld+flip@int8": the network at that precision
+NO_REPAIR_SUFFIX = "+norepair"  # "sgfa+norepair": SGFA without its dictionary repair (an ablation)
 
 
 def split_model_name(name: str) -> tuple[str, bool, str | None]:
@@ -135,7 +136,8 @@ def load_landmark_model(
     """
     assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
     full_name = name
-    name, flip, named_precision = split_model_name(name)
+    repair = False if NO_REPAIR_SUFFIX in name else None
+    name, flip, named_precision = split_model_name(name.replace(NO_REPAIR_SUFFIX, ""))
     precision = named_precision or precision or "auto"
     if name in (MEDIAPIPE68, DLIB68) and not flip:
         if precision != "auto" and on_message is not None:
@@ -160,7 +162,7 @@ def load_landmark_model(
             )
         model = OnnxLandmarkModel(
             manifest, backend=backend, flip_test=True if flip else flip_test, on_message=on_message,
-            on_progress=on_progress, precision=precision, strict_precision=strict_precision,
+            on_progress=on_progress, precision=precision, strict_precision=strict_precision, repair=repair,
         )
         model.name = full_name
         return model

@@ -15,7 +15,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from models.training.augment import DETECTOR_ERROR_FILE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa"])
     p.add_argument("--run", help="run name (folder under cache_dir()/train)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
@@ -40,12 +40,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="keep an EMA of the weights (e.g. 0.998); validation, best.pt and export use it")
     g = p.add_argument_group("heatmap task")
-    g.add_argument("--sigma", type=float, default=1.5, help="target Gaussian sigma, heatmap pixels")
-    g.add_argument("--loss", choices=["mse", "wmse", "awing"], default="awing")
+    g.add_argument("--sigma", type=float, default=None,
+                   help="target Gaussian sigma, heatmap pixels (default: mnv2_sdd 1.5; sgfa the same share of its map)")
+    g.add_argument("--loss", choices=["mse", "wmse", "awing"], default=None,
+                   help="heatmap loss (default: mnv2_sdd awing; sgfa mse, the paper's)")
     g.add_argument("--fg-weight", type=float, default=10.0, help="extra weight on the dilated foreground")
     g.add_argument("--init-run", default="", help="start from the last.pt of this run (a continuation with a new schedule)")
     g.add_argument("--imagenet-init", action="store_true",
                    help="start the MobileNetV2 backbone from the shared ImageNet weights (TFLite, converted)")
+    g = p.add_argument_group("sgfa task (also --sigma, --loss, --fg-weight, --init-run)")
+    g.add_argument("--output-size", type=int, choices=[128, 64], default=128,
+                   help="map size: 128 (the paper's) or 64 (no upsampling: the CPU departure, docs/DESIGN.md)")
+    g.add_argument("--head-channels", type=int, default=128, help="channels of the branches' heads")
+    g.add_argument("--score-radius", type=float, default=None,
+                   help="score-map radius, heatmap pixels (default 4%% of the map side)")
+    g.add_argument("--score-weight", type=float, default=1.0, help="lambda: weight of the score-map MSE")
     g = p.add_argument_group("r18_ffld task (baseline run, then the full model from its weights)")
     g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
     g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
@@ -119,8 +128,15 @@ def main(argv=None) -> None:
     if args.model == "r18_ffld":
         train_r18_ffld(args, cfg, augment_cfg)
         return
-    task = build_task(args.model, sigma=args.sigma, loss_name=args.loss, foreground_weight=args.fg_weight,
-                      init_run=args.init_run, imagenet_init=args.imagenet_init)
+    options = {"sigma": args.sigma, "loss_name": args.loss}
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.model == "sgfa":
+        task = build_task("sgfa", output_size=args.output_size, head_channels=args.head_channels,
+                          score_radius=args.score_radius, score_weight=args.score_weight,
+                          foreground_weight=args.fg_weight, init_run=args.init_run, **options)
+    else:
+        task = build_task(args.model, foreground_weight=args.fg_weight, init_run=args.init_run,
+                          imagenet_init=args.imagenet_init, **options)
     train(cfg, task, augment_cfg, restart=args.restart, stop_after=args.stop_after)
 
 

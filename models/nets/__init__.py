@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-MODEL_NAMES = ("mnv2_sdd", "r18_ffld")
+MODEL_NAMES = ("mnv2_sdd", "r18_ffld", "sgfa")
 
 
 def build_model(name: str, **kwargs):
@@ -17,4 +17,8 @@ def build_model(name: str, **kwargs):
         from models.nets.r18_ffld import R18FFLD
 
         return R18FFLD(**kwargs)
+    if name == "sgfa":
+        from models.nets.sgfa import SGFA
+
+        return SGFA(**kwargs)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")

@@ -20,16 +20,17 @@ def predict_crops(model, task, crops: np.ndarray, batch: int = 64, channels_last
                   methods: tuple[str, ...] = ("dark",)) -> dict[str, np.ndarray]:
     """Points in crop coordinates for each of ``methods`` (tasks with several decodings) or the task default."""
     model.eval()
-    outs = []
-    for start in range(0, len(crops), batch):
+    names = methods if task.decode_methods else ("default",)
+    points: dict[str, list[np.ndarray]] = {m: [] for m in names}
+    for start in range(0, len(crops), batch):  # decoded batch by batch: SGFA's maps are large
         x = task.to_input(crops[start : start + batch])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        outs.append(model(x).float().numpy())
-    output = np.concatenate(outs)
-    if task.decode_methods:
-        return {m: task.points_from_output(output, method=m) for m in methods}
-    return {"default": task.points_from_output(output)}
+        output = model(x).float().numpy()
+        for m in names:
+            points[m].append(task.points_from_output(output, method=m) if task.decode_methods
+                             else task.points_from_output(output))
+    return {m: np.concatenate(p) for m, p in points.items()}
 
 
 def evaluate_crops(model, task, crops: np.ndarray, points: np.ndarray, channels_last: bool = False) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from models.training.ffld_task import FFLDTask
 from models.training.heatmap_task import HeatmapTask
+from models.training.sgfa_task import SGFATask
 from models.training.task import Task
 
 
@@ -11,6 +12,8 @@ def build_task(model: str, **options) -> Task:
         return HeatmapTask(**options)
     if model == "r18_ffld":
         return FFLDTask(**options)
+    if model == "sgfa":
+        return SGFATask(**options)
     raise ValueError(f"no training task for model {model!r}")
 
 
@@ -18,5 +21,7 @@ def task_from_config(t: dict) -> Task:
     """The Task a checkpoint was trained with, from its recorded ``config()``."""
     if t.get("task") == "ffld":
         return FFLDTask.from_config(t)
+    if t.get("task") == "sgfa":
+        return SGFATask.from_config(t)
     return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"],
                        init_run=t.get("init_run", ""), imagenet_init=t.get("imagenet_init", False))

@@ -1,4 +1,5 @@
 """The batch command's parts that need no Ray: discovery, chunk plans, id stitching, part files."""
+import dataclasses
 import json
 import shutil
 
@@ -11,11 +12,11 @@ from app.batch.inputs import CLIP_300VW, IMAGES, VIDEO, discover_inputs
 from app.batch.parts import ChunkState, InputParts
 from app.batch.plan import Chunk, plan_chunks
 from app.batch.rows import ChunkRows, FaceBoxes
-from app.batch.schema import FrameRecord, parquet_schema
+from app.batch.schema import FACE_COLUMNS, FrameRecord, parquet_schema, records_to_table
 from app.batch.stitch import Stitcher
 from app.batch.worker import ChunkResult
 from app.recording import CSV_HEADER, read_landmark_csv
-from app.types import FaceResult
+from app.types import BlinkEvent, FaceGeometry, FaceResult, HeadPose
 from models.types import Landmarks
 
 
@@ -112,9 +113,12 @@ def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
     table = read_landmark_csv(tmp_path / "sub" / "v.csv")
     assert list(table.frame) == [0, 2, 2] and list(table.face_id) == [1, 1, 2]
     frame = pd.read_parquet(tmp_path / "sub" / "v.parquet")
-    assert list(frame.columns) == CSV_HEADER and list(frame["frame"]) == [0, 2, 2]
+    landmark_columns = CSV_HEADER[: 3 + 3 * 68]
+    assert list(frame.columns) == landmark_columns + [c.name for c in FACE_COLUMNS]
+    assert list(frame["frame"]) == [0, 2, 2]
     expected = np.hstack([table.points.reshape(3, -1), table.confidence])
-    np.testing.assert_allclose(frame[CSV_HEADER[3:]].to_numpy(), expected, atol=1e-3)
+    np.testing.assert_allclose(frame[landmark_columns[3:]].to_numpy(), expected, atol=1e-3)
+    assert frame["yaw"].isna().all()  # these faces carry no geometry: nulls, as the CSV's empty cells
     metadata = pq.read_schema(tmp_path / "sub" / "v.parquet").metadata
     assert json.loads(metadata[b"source"]) == "v.mp4"
 
@@ -133,3 +137,15 @@ def test_the_command_reports_missing_inputs_and_refuses_empty_collections_withou
     assert "no inputs found" in capsys.readouterr().err
     assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_face_geometry_becomes_parquet_columns():
+    pose = HeadPose(12.5, -3.0, 1.5, np.eye(3), np.array([1.0, 2.0, 600.0]), np.eye(3), 0.01)
+    blink = BlinkEvent(start_frame=4, end_frame=6, start_time=0.16, end_time=0.28)
+    with_pose = dataclasses.replace(face(1, 10, 10), geometry=FaceGeometry(pose, 0.31, 0.29, 0.1, False, blink, 1))
+    without = dataclasses.replace(face(2, 300, 300), geometry=FaceGeometry(None, float("nan"), 0.2, 0.0, True))
+    table = records_to_table([record(7, with_pose, without)], parquet_schema()).to_pandas()
+    assert table.loc[0, ["yaw", "pitch", "roll", "tz"]].tolist() == pytest.approx([12.5, -3.0, 1.5, 600.0])
+    assert table.loc[0, "blink_end"] and table.loc[0, "blink_frames"] == 3 and not table.loc[0, "eyes_closed"]
+    assert table.loc[1, ["yaw", "ear_left"]].isna().all() and table.loc[1, "ear_right"] == pytest.approx(0.2)
+    assert table.loc[1, "eyes_closed"] and not table.loc[1, "blink_end"]

@@ -1,4 +1,4 @@
-"""Face detectors: the real BlazeFace, MTCNN, RetinaFace and YuNet (and the default ``auto``) on real HELEN-test images, plus
+"""Face detectors: the real BlazeFace, MTCNN, RetinaFace, YuNet and the default ``auto`` on real HELEN-test images, plus
 unit tests of the prior boxes, decoding, NMS and letterbox geometry."""
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ def test_the_app_never_imports_torch(talking_clip):
         "import sys\n"
         "from app.cli import main\n"
         f"assert main(['track', {str(talking_clip)!r}, '--max-frames', '3']) == 0\n"
+        f"assert main(['track', {str(talking_clip)!r}, '--max-frames', '3', '--detector', 'mtcnn']) == 0\n"
         "import app.gui.window, app.gui.worker\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

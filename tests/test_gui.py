@@ -384,6 +384,23 @@ def test_detector_choice_needs_its_file_and_a_bad_one_keeps_the_default(qtbot, m
     assert recorder.packets[-1].faces == 1
 
 
+def test_the_shipped_mtcnn_detector_is_chosen_without_a_file(qtbot, make_window, talking_clip):
+    window = make_window()
+    assert window.model_panel.detector() == "auto"  # the default: BlazeFace on this 512 px clip
+    recorder = Recorder(window)
+    ready = []
+    window.worker.detector_ready.connect(lambda name, path: ready.append((name, path)))
+    window.open_video(talking_clip)
+    wait_frames(qtbot, recorder, 3)
+    combo = window.model_panel.detector_combo
+    combo.setCurrentIndex(combo.findData("mtcnn"))  # as a user picks it
+    qtbot.waitUntil(lambda: ("mtcnn", "") in ready, timeout=30000)
+    window.seek(0)  # a seek re-detects, now with MTCNN
+    count = len(recorder.packets)
+    wait_frames(qtbot, recorder, count + 3)
+    assert recorder.packets[-1].faces == 1 and window.settings.detector == "mtcnn"
+
+
 def test_video_view_scales_with_the_window_and_keeps_the_aspect_ratio(qtbot, make_window, talking_clip):
     assert fit_rect(QSize(640, 480), QRect(0, 0, 800, 800)) == QRect(0, 100, 800, 600)
     assert fit_rect(QSize(1280, 720), QRect(10, 0, 400, 900)) == QRect(10, 337, 400, 225)

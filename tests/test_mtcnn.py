@@ -138,3 +138,21 @@ def test_a_region_search_finds_the_face_in_frame_coordinates(mtcnn, street_frame
                 found = detector.detect_region(frame, (x1, y1, x2, y2))
                 nearest = min(np.linalg.norm(d.centre - centre) for d in found)
                 assert nearest < 0.15 * (det.box[2] - det.box[0])
+
+
+def test_street_contact_sheets_show_every_detection(mtcnn, street_frames, tmp_path):
+    import argparse
+
+    from models.detectors.street import CROP, crop_sheet, frame_sheet, parse_size, write_png
+
+    results = [mtcnn.detect(f) for f in street_frames[:2]]
+    crops = crop_sheet(street_frames[:2], results, columns=4)
+    assert crops.shape == (-(-sum(map(len, results)) // 4) * CROP, 4 * CROP, 3)
+    frames = frame_sheet(street_frames[:2], results, every=1, width=320)
+    assert frames.shape == (180, 3 * 320, 3)
+    write_png(tmp_path / "sheet.png", frames)
+    assert cv2.imread(str(tmp_path / "sheet.png")).shape == frames.shape
+    assert parse_size("640x480") == (640, 480)
+    for bad in ("640", "axb", "1x480"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)

@@ -50,4 +50,12 @@ def create_detector(name: str = DEFAULT_DETECTOR, model_path: str | Path | None 
     raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
 
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTOR_NAMES", "SHIPPED_DETECTORS", "MODEL_FILES", "FaceDetector", "Letterbox", "create_detector"]
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "DETECTOR_NAMES",
+    "MODEL_FILES",
+    "SHIPPED_DETECTORS",
+    "FaceDetector",
+    "Letterbox",
+    "create_detector",
+]

@@ -200,7 +200,8 @@ def export(nets: dict, out: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--wheel", type=Path, help=f"facenet_pytorch-{VERSION}-py3-none-any.whl (default: pip download)")
+    parser.add_argument("--wheel", type=Path,
+                        help=f"facenet_pytorch-{VERSION}-py3-none-any.whl (default: pip download)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder (default assets/mtcnn)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Measure the face detectors on the shared data.
 
-    python -m models.detectors.measure [--detectors blazeface,retinaface,yunet]
+    python -m models.detectors.measure [--detectors blazeface,mtcnn,retinaface,yunet]
 
 1. On ``300w/helen_test``: coverage (a detection whose centre lies inside the ground-truth
    landmark box; the detection whose centre is closest to the box centre is used), the
@@ -266,7 +266,8 @@ def parse_options(settings: list[str]) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--detectors", default=",".join(DETECTOR_NAMES), help="comma-separated detector names")
+    parser.add_argument("--detectors", default=",".join(n for n in DETECTOR_NAMES if n != "auto"),
+                        help="comma-separated detector names (auto: BlazeFace or MTCNN by frame size)")
     parser.add_argument("--model-dir", type=Path, default=detector_model_dir(), help="folder of the ONNX files")
     parser.add_argument("--set", action="append", default=[], metavar="DET.OPT=VAL", help="detector option")
     parser.add_argument("--skip-test", action="store_true", help=f"skip the {TEST_SET} measurement")

@@ -80,9 +80,10 @@ class MtcnnDetector(FaceDetector):
 
     ``min_face_size``: the smallest face searched for, in frame pixels (the pyramid's first
     scale is 12 / min_face_size; smaller is slower); ``min_face_fraction`` raises it to that
-    fraction of the frame's shorter side (1/40: 27 px at 1080p, so large frames cost less). ``thresholds``: PNet and RNet score
-    thresholds; ``score_threshold`` is ONet's (the final score; facenet-pytorch uses 0.7, 0.8 here
-    drops most false detections counted on the street clip, docs/RESULTS.md). ``factor``: pyramid step.
+    fraction of the frame's shorter side (1/40: 27 px at 1080p, so large frames cost less).
+    ``thresholds``: PNet and RNet score thresholds; ``score_threshold`` is ONet's (the final
+    score; facenet-pytorch uses 0.7, 0.8 here drops most false detections counted on the street
+    clip, docs/RESULTS.md). ``factor``: pyramid step.
     ``model_dir`` replaces ``assets/mtcnn``. ``backend`` and ``threads`` go to
     ``engines.select.open_runner`` (the networks are small: ONNX Runtime CPU by default).
     """

@@ -292,7 +292,7 @@ class ModelPanel(QGroupBox):
         self._update_precision_state()
 
     def set_detector_files(self, files: dict[str, str]) -> None:
-        """The shipped detectors are always offered; RetinaFace and YuNet once the user has pointed to their ONNX files."""
+        """The shipped detectors are always offered; RetinaFace and YuNet once the user has chosen their files."""
         self._detector_files = {name: path for name, path in files.items() if path}
         for row in range(self.detector_combo.count()):
             name = self.detector_combo.itemData(row)

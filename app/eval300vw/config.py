@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.datasets import PROJECT_ROOT
+from models.detectors import DEFAULT_DETECTOR
 from models.metrics import DEFAULT_THRESHOLD
 
 THRESHOLD = DEFAULT_THRESHOLD
@@ -17,7 +18,7 @@ class EvalConfig:
     model: str = "mediapipe68"
     backend: str = "auto"
     precision: str = "auto"
-    detector: str = "blazeface"
+    detector: str = DEFAULT_DETECTOR
     detector_model: str | None = None
     boxes: str = "tracker"  # "tracker" or "gt"
     smoothing: bool = True

@@ -137,7 +137,7 @@ class TrackingWorker(QThread):
         self,
         model: str,
         backend: str = "auto",
-        detector: str = "blazeface",
+        detector: str = DEFAULT_DETECTOR,
         detector_file: str | None = None,
         options: PipelineOptions | None = None,
         overlay: OverlayOptions | None = None,

@@ -20,11 +20,17 @@ value of a video file is unknown). Angles depend little on it; the translation s
 
 Confidence: each point's weight is its confidence over the face's median confidence
 (confidence scales differ between models), clipped to [0, 1], times ``jaw_weight`` for the
-jaw line (0-16); a face whose median confidence is under ``min_confidence`` gets no pose. Points under ``min_weight`` are left out; the pose is solved on the rest
-by SQPnP (a global solver, cheaper here than a local one from the previous pose) and refined
-by one weighted Gauss-Newton step. A face with fewer than ``min_points`` usable points
-or a weighted reprojection error above ``max_error`` (frontal inter-ocular distances) gets
-no pose.
+jaw line (0-16); a face whose median confidence is under ``min_confidence`` gets no pose.
+Points under ``min_weight`` are left out (weight 0).
+
+Solving: weighted Levenberg-Marquardt on the reprojection error of all 68 points (``cv2.projectPoints``
+gives the Jacobian), started from the same face's unsmoothed pose on the previous frame
+(``previous``: ``_STEPS_TRACKED`` steps); a face without one, or whose refine from it fits badly,
+starts from SQPnP on the usable points (a global solver; ``_STEPS_FRESH`` steps). Each step that
+does not lower the weighted error is undone and retried with more damping, so the result is the
+best pose seen. A face with fewer than ``min_points`` usable points or a weighted reprojection
+error above ``max_error`` (frontal inter-ocular distances) gets no pose. The per-frame cost is
+``_STEPS_TRACKED`` + 1 projections and a 6x6 solve per step (docs/RESULTS.md, "Head pose": bench).
 
 Jaw points: 300-W marks the jaw on the visible outline, which on a turned face is not
 where the 3D jaw vertices project; ``jaw_weight`` (docs/RESULTS.md, "Head pose") lowers

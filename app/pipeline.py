@@ -86,7 +86,8 @@ class Pipeline:
             self.tracker.update(new_jobs, self._landmarks(frame, new_jobs, timings), shape)
         with _timed(timings, "smooth"):  # smoothing and face geometry
             if self.options.geometry.enabled:
-                self._handover.update(tracks_before, self.tracker.tracks, frame.timestamp, self.options.tracker.match_iou)
+                match_iou = self.options.tracker.match_iou
+                self._handover.update(tracks_before, self.tracker.tracks, frame.timestamp, match_iou)
             faces = tuple(self._face_result(track, frame) for track in self.tracker.tracks)
         return FrameResult(frame=frame, faces=faces, timings=timings, detector_ran=detector_ran)
 

@@ -164,8 +164,12 @@ def tracked_vs_converged(clips: list[Path], model: str | None = None, steps: int
             weights = solver.weights(lm.confidence)
             previous = solver.solve_weighted(lm.points, weights, previous)
             use = weights >= solver.options.min_weight
-            ok, rvec, tvec = cv2.solvePnP(solver.model[use], lm.points[use], solver.camera, None, flags=cv2.SOLVEPNP_SQPNP)
-            converged = solver._fit(lm.points, weights * use, rvec.reshape(3), tvec.reshape(3), steps) if ok else None
+            ok, rvec, tvec = cv2.solvePnP(
+                solver.model[use], lm.points[use], solver.camera, None, flags=cv2.SOLVEPNP_SQPNP
+            )
+            converged = None
+            if ok:
+                converged = solver.refine(lm.points, weights * use, rvec.reshape(3), tvec.reshape(3), steps)
             if previous is not None and converged is not None:
                 diffs.append(np.subtract((previous.yaw, previous.pitch, previous.roll),
                                          (converged.yaw, converged.pitch, converged.roll)))
@@ -291,7 +295,8 @@ def evaluate_blinks(model: str | None = None, options: GeometryOptions | None = 
     totals = {"tuned": np.zeros(3, dtype=int), "held_out": np.zeros(3, dtype=int)}
     per_clip = {}
     for clip, labels in load_blink_labels().items():
-        detected = [(b.start_frame, b.end_frame) for b in track_clip(data_root() / "videos" / clip, model, options).blinks]
+        blinks = track_clip(data_root() / "videos" / clip, model, options).blinks
+        detected = [(b.start_frame, b.end_frame) for b in blinks]
         counts = match_blinks(detected, labels)
         totals["tuned" if clip in tuned_on else "held_out"] += counts
         per_clip[clip] = {"labelled": labels, "detected": detected, "tp_fp_fn": counts, "tuned_on": clip in tuned_on}

@@ -51,7 +51,8 @@ from models.landmarks68 import JAW, NUM_LANDMARKS, OUTER_EYE_CORNERS
 DEFAULT_FOV_DEG = 60.0
 _STEPS_FRESH = 3  # refine steps after SQPnP
 _STEPS_TRACKED = 2  # refine steps from the previous frame's pose
-_DAMPING = 1e-2  # Levenberg-Marquardt: the diagonal's extra weight (x 0.1 after the start, x 0.1 per better step, x 10 per worse)
+# Levenberg-Marquardt: the diagonal's extra weight (x 0.1 after the start and per better step, x 10 per worse)
+_DAMPING = 1e-2
 
 
 @dataclass(frozen=True)
@@ -170,16 +171,21 @@ class PoseSolver:
         pose = None
         if previous is not None:
             rvec = cv2.Rodrigues(previous.rotation)[0].reshape(3)
-            pose = self._fit(points, w, rvec, previous.translation, _STEPS_TRACKED)
+            pose = self.refine(points, w, rvec, previous.translation, _STEPS_TRACKED)
         if pose is None:
-            ok, rvec, tvec = cv2.solvePnP(self.model[use], points[use], self.camera, self._dist, flags=cv2.SOLVEPNP_SQPNP)
+            ok, rvec, tvec = cv2.solvePnP(
+                self.model[use], points[use], self.camera, self._dist, flags=cv2.SOLVEPNP_SQPNP
+            )
             if ok:
-                pose = self._fit(points, w, rvec.reshape(3), tvec.reshape(3), _STEPS_FRESH)
+                pose = self.refine(points, w, rvec.reshape(3), tvec.reshape(3), _STEPS_FRESH)
         return pose
 
-    def _fit(self, img: np.ndarray, w: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, steps: int) -> HeadPose | None:
-        """``steps`` weighted Levenberg-Marquardt steps on the reprojection error from (rvec, tvec);
-        the best pose seen, or None when it fits worse than ``max_error`` or lies behind the camera."""
+    def refine(
+        self, img: np.ndarray, w: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, steps: int
+    ) -> HeadPose | None:
+        """``steps`` weighted Levenberg-Marquardt steps on the reprojection error of all 68 points
+        (``img``: finite (68, 2); ``w``: weights, 0 for unused points) from (rvec, tvec); the best
+        pose seen, or None when it fits worse than ``max_error`` or lies behind the camera."""
         w2 = np.repeat(w, 2)
         target = img.reshape(-1)
         damping = _DAMPING

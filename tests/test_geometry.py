@@ -187,9 +187,11 @@ def test_blinks_on_hand_labelled_talking_clips():
     if not (data_root() / "videos").is_dir():
         pytest.skip("shared talking clips not available")
     result = evaluate_blinks()
-    # Measured: 5 of 6 found, none false (docs/RESULTS.md). The target is recall >= 0.9;
-    # the missed blink barely moves the landmarks, so this asserts what the model reaches.
-    assert result["precision"] >= 0.9 and result["recall"] >= 5 / 6, result
+    # Measured (docs/RESULTS.md): 15 of 16 found, none false; the clips the thresholds were not
+    # chosen on: 10 of 10. The target is precision and recall >= 0.9.
+    assert result["precision"] >= 0.9 and result["recall"] >= 0.9, result
+    held_out = result["held_out_clips"]
+    assert held_out["tp"] + held_out["fn"] >= 10 and held_out["precision"] >= 0.9 and held_out["recall"] >= 0.9, result
 
 
 def test_overlay_draws_pose_axes_and_readout_only_when_asked():
@@ -235,3 +237,24 @@ def test_tracked_pose_follows_a_turning_head():
         points = project(*angles)
         previous = solver.solve(points, previous=previous)
         np.testing.assert_allclose((previous.yaw, previous.pitch, previous.roll), angles, atol=1e-3)
+
+
+def test_a_face_found_again_at_the_same_place_keeps_its_geometry():
+    from app.geometry.face import GeometryHandover
+    from app.tracking import Track
+
+    def track(track_id, shift=0.0):
+        return Track(track_id, Landmarks(project(0, 0, 0) + shift, np.ones(68)))
+
+    handover = GeometryHandover(seconds=0.5)
+    old = track(1)
+    old.geometry = FaceGeometryTracker()
+    same_place, elsewhere = track(2, shift=3.0), track(3, shift=400.0)
+    handover.update([old], [elsewhere, same_place], 1.0, min_iou=0.3)
+    assert same_place.geometry is old.geometry and elsewhere.geometry is None
+    lost = track(4)
+    lost.geometry = FaceGeometryTracker()
+    handover.update([lost], [], 2.0, min_iou=0.3)
+    late = track(5)
+    handover.update([], [late], 2.6, min_iou=0.3)  # more than 0.5 s later: a fresh start
+    assert late.geometry is None

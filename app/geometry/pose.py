@@ -20,11 +20,17 @@ value of a video file is unknown). Angles depend little on it; the translation s
 
 Confidence: each point's weight is its confidence over the face's median confidence
 (confidence scales differ between models), clipped to [0, 1], times ``jaw_weight`` for the
-jaw line (0-16); a face whose median confidence is under ``min_confidence`` gets no pose. Points under ``min_weight`` are left out; the pose is solved on the rest
-by SQPnP (a global solver, cheaper here than a local one from the previous pose) and refined
-by one weighted Gauss-Newton step. A face with fewer than ``min_points`` usable points
-or a weighted reprojection error above ``max_error`` (frontal inter-ocular distances) gets
-no pose.
+jaw line (0-16); a face whose median confidence is under ``min_confidence`` gets no pose.
+Points under ``min_weight`` are left out (weight 0).
+
+Solving: weighted Levenberg-Marquardt on the reprojection error of all 68 points (``cv2.projectPoints``
+gives the Jacobian), started from the same face's unsmoothed pose on the previous frame
+(``previous``: ``_STEPS_TRACKED`` steps); a face without one, or whose refine from it fits badly,
+starts from SQPnP on the usable points (a global solver; ``_STEPS_FRESH`` steps). Each step that
+does not lower the weighted error is undone and retried with more damping, so the result is the
+best pose seen. A face with fewer than ``min_points`` usable points or a weighted reprojection
+error above ``max_error`` (frontal inter-ocular distances) gets no pose. The per-frame cost is
+``_STEPS_TRACKED`` + 1 projections and a 6x6 solve per step (docs/RESULTS.md, "Head pose": bench).
 
 Jaw points: 300-W marks the jaw on the visible outline, which on a turned face is not
 where the 3D jaw vertices project; ``jaw_weight`` (docs/RESULTS.md, "Head pose") lowers
@@ -45,7 +51,8 @@ from models.landmarks68 import JAW, NUM_LANDMARKS, OUTER_EYE_CORNERS
 DEFAULT_FOV_DEG = 60.0
 _STEPS_FRESH = 3  # refine steps after SQPnP
 _STEPS_TRACKED = 2  # refine steps from the previous frame's pose
-_DAMPING = 1e-2  # Levenberg-Marquardt: the diagonal's extra weight (x 0.1 after the start, x 0.1 per better step, x 10 per worse)
+# Levenberg-Marquardt: the diagonal's extra weight (x 0.1 after the start and per better step, x 10 per worse)
+_DAMPING = 1e-2
 
 
 @dataclass(frozen=True)
@@ -164,16 +171,21 @@ class PoseSolver:
         pose = None
         if previous is not None:
             rvec = cv2.Rodrigues(previous.rotation)[0].reshape(3)
-            pose = self._fit(points, w, rvec, previous.translation, _STEPS_TRACKED)
+            pose = self.refine(points, w, rvec, previous.translation, _STEPS_TRACKED)
         if pose is None:
-            ok, rvec, tvec = cv2.solvePnP(self.model[use], points[use], self.camera, self._dist, flags=cv2.SOLVEPNP_SQPNP)
+            ok, rvec, tvec = cv2.solvePnP(
+                self.model[use], points[use], self.camera, self._dist, flags=cv2.SOLVEPNP_SQPNP
+            )
             if ok:
-                pose = self._fit(points, w, rvec.reshape(3), tvec.reshape(3), _STEPS_FRESH)
+                pose = self.refine(points, w, rvec.reshape(3), tvec.reshape(3), _STEPS_FRESH)
         return pose
 
-    def _fit(self, img: np.ndarray, w: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, steps: int) -> HeadPose | None:
-        """``steps`` weighted Levenberg-Marquardt steps on the reprojection error from (rvec, tvec);
-        the best pose seen, or None when it fits worse than ``max_error`` or lies behind the camera."""
+    def refine(
+        self, img: np.ndarray, w: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, steps: int
+    ) -> HeadPose | None:
+        """``steps`` weighted Levenberg-Marquardt steps on the reprojection error of all 68 points
+        (``img``: finite (68, 2); ``w``: weights, 0 for unused points) from (rvec, tvec); the best
+        pose seen, or None when it fits worse than ``max_error`` or lies behind the camera."""
         w2 = np.repeat(w, 2)
         target = img.reshape(-1)
         damping = _DAMPING

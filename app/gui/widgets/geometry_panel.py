@@ -25,7 +25,9 @@ class GeometryPanel(QGroupBox):
         self.pose_label = QLabel(NONE)
         self.pose_label.setToolTip("Degrees: yaw > 0 nose to the image right, pitch > 0 up, roll > 0 clockwise")
         self.eyes_label = QLabel(NONE)
-        self.eyes_label.setToolTip("Eye aspect ratio of the image-left / image-right eye (about 0.3 open, under 0.15 closed)")
+        self.eyes_label.setToolTip(
+            "Eye aspect ratio of the image-left / image-right eye (about 0.3 open, under 0.15 closed)"
+        )
         self.mouth_label = QLabel(NONE)
         self.mouth_label.setToolTip("Inner-lip gap over nose length (0 closed, about 0.5 wide open)")
         self.blinks_label = QLabel(NONE)

@@ -133,3 +133,18 @@ def test_the_command_reports_missing_inputs_and_refuses_empty_collections_withou
     assert "no inputs found" in capsys.readouterr().err
     assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--model", "no_such_model"], "no_such_model"),
+    (["--detector", "retinaface", "--detector-model", "missing.onnx"], "missing.onnx"),
+    (["--detector", "no_such_detector"], "no_such_detector"),
+])
+def test_bad_pipeline_options_fail_with_their_own_message_before_ray_starts(
+    tmp_path, talking_clip, option, message, capsys
+):
+    from app.cli import main
+
+    assert main(["batch", str(talking_clip), "--out", str(tmp_path / "out"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err

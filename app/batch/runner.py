@@ -31,6 +31,7 @@ from app.batch.progress import Progress
 from app.batch.schema import parquet_schema
 from app.batch.stitch import Stitcher
 from app.batch.worker import ChunkResult, ChunkWorker
+from app.pipeline_args import pipeline_from_args
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_SAVE_INTERVAL_S = 5.0
@@ -191,6 +192,8 @@ class BatchRunner:
         if not todo:
             summary.seconds = time.perf_counter() - started
             return summary
+        # Load the pipeline here once: a bad option fails with track's own message, not in every worker.
+        pipeline_from_args(cfg.pipeline_args).close()
         own_ray = start_ray(cfg.workers, cfg.address)
         progress = None
         jobs: list[_InputJob] = []

@@ -72,10 +72,9 @@ def start_ray(workers: int | None = None, address: str | None = None, temp_dir: 
     """Connect to ``address`` or start Ray here; False when Ray was already running in this process."""
     if ray.is_initialized():
         return False
-    # Workers import this very checkout (not another installed copy of the package); MediaPipe's
-    # and TensorFlow Lite's start-up logging would otherwise repeat once per worker.
+    # Workers import this very checkout (not another installed copy of the package).
     path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    runtime_env = {"env_vars": {"PYTHONPATH": path, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}}
+    runtime_env = {"env_vars": {"PYTHONPATH": path}}
     if address:
         ray.init(address=address, log_to_driver=True)
     else:

@@ -91,6 +91,9 @@ def test_stitching_keeps_face_ids_across_chunks_in_any_arrival_order():
     assert rows.table.column("face_id").to_pylist() == [2, 1, 2, 1, 2, 1, 3, 2, 1]
     csv_ids = [int(line.split(b",")[2]) for line in rows.csv.splitlines()[1:]]
     assert csv_ids == rows.table.column("face_id").to_pylist()
+    stitcher.add(chunk_result(Chunk("v", 3, 12, 16, warmup=2), []))  # past an end found meanwhile
+    stitcher.discard(from_index=2)
+    assert stitcher.waiting == 0
 
 
 def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):

@@ -92,7 +92,6 @@ class _InputJob:
         self.n_chunks = len(chunks)
         self.stitcher = Stitcher(overlap, len(done), parts.tail(done, overlap))
         self.next_submit = len(done)
-        self.in_flight = 0
         self.failed = False
         self.ends_at: int | None = None  # frames the input really holds, once a chunk met its end
         for state in done:
@@ -127,6 +126,7 @@ class _InputJob:
         last = self.chunks[keep - 1]
         lost += max(0, last.planned_frames - max(0, frames - last.start)) if last.stop is not None else 0
         self.n_chunks = keep
+        self.stitcher.discard(keep)
         return lost
 
     @property
@@ -291,14 +291,15 @@ class BatchRunner:
                 ref = self._actors[worker].run_chunk.remote(job.item, chunk)
                 in_flight[ref] = (job, chunk, worker)
                 load[worker] += 1
-                job.in_flight += 1
             if not in_flight:
-                break
+                if exhausted:
+                    break
+                # Results wait only for an earlier chunk of theirs that is still running.
+                raise RuntimeError("internal error: chunks are waiting for a chunk that is not running")
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
                 job, chunk, worker = in_flight.pop(ref)
                 load[worker] -= 1
-                job.in_flight -= 1
                 try:
                     result: ChunkResult = ray.get(ref)
                 except RayError as error:
@@ -319,6 +320,7 @@ class BatchRunner:
         if job.failed:
             return
         job.failed = True
+        job.stitcher.discard()
         progress.add_to_total(-job.remaining_frames())
         self._fail(job.entry, summary, job.item.key, reason)
         progress.say(f"failed: {job.item.key}: {reason}")

@@ -92,6 +92,9 @@ def test_stitching_keeps_face_ids_across_chunks_in_any_arrival_order():
     assert rows.table.column("face_id").to_pylist() == [2, 1, 2, 1, 2, 1, 3, 2, 1]
     csv_ids = [int(line.split(b",")[2]) for line in rows.csv.splitlines()[1:]]
     assert csv_ids == rows.table.column("face_id").to_pylist()
+    stitcher.add(chunk_result(Chunk("v", 3, 12, 16, warmup=2), []))  # past an end found meanwhile
+    stitcher.discard(from_index=2)
+    assert stitcher.waiting == 0
 
 
 def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
@@ -149,3 +152,18 @@ def test_face_geometry_becomes_parquet_columns():
     assert table.loc[0, "blink_end"] and table.loc[0, "blink_frames"] == 3 and not table.loc[0, "eyes_closed"]
     assert table.loc[1, ["yaw", "ear_left"]].isna().all() and table.loc[1, "ear_right"] == pytest.approx(0.2)
     assert table.loc[1, "eyes_closed"] and not table.loc[1, "blink_end"]
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--model", "no_such_model"], "no_such_model"),
+    (["--detector", "retinaface", "--detector-model", "missing.onnx"], "missing.onnx"),
+    (["--detector", "no_such_detector"], "no_such_detector"),
+])
+def test_bad_pipeline_options_fail_with_their_own_message_before_ray_starts(
+    tmp_path, talking_clip, option, message, capsys
+):
+    from app.cli import main
+
+    assert main(["batch", str(talking_clip), "--out", str(tmp_path / "out"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     config = BatchConfig(
         inputs=args.inputs, out=Path(args.out), pipeline_args=pipeline_args, workers=args.workers,
         address=args.address, chunk_frames=args.chunk_frames, overlap=args.overlap, max_frames=args.max_frames,
-        max_retries=args.retries, command=sys.argv[1:],
+        max_retries=args.retries, command=sys.argv[1:] if sys.argv[1:2] == ["batch"] else [],
     )
     summary = BatchRunner(config).run()
     for key, reason in summary.failures:

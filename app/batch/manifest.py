@@ -89,7 +89,7 @@ def model_info(name: str) -> dict:
 def settings_of(pipeline_args: argparse.Namespace, **chunking) -> dict:
     """Every option that changes the output: the pipeline's (``track``'s) and the chunking."""
     settings = dict(sorted(vars(pipeline_args).items()))
-    if settings.get("detector_model"):
+    if settings.get("detector_model") and Path(settings["detector_model"]).is_file():
         settings["detector_model_sha256"] = file_sha256(Path(settings["detector_model"]))
     settings.update(chunking)
     return settings

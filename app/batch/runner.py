@@ -31,6 +31,7 @@ from app.batch.progress import Progress
 from app.batch.schema import parquet_schema
 from app.batch.stitch import Stitcher
 from app.batch.worker import ChunkResult, ChunkWorker
+from app.pipeline_args import pipeline_from_args
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_SAVE_INTERVAL_S = 5.0
@@ -71,10 +72,9 @@ def start_ray(workers: int | None = None, address: str | None = None, temp_dir: 
     """Connect to ``address`` or start Ray here; False when Ray was already running in this process."""
     if ray.is_initialized():
         return False
-    # Workers import this very checkout (not another installed copy of the package); MediaPipe's
-    # and TensorFlow Lite's start-up logging would otherwise repeat once per worker.
+    # Workers import this very checkout (not another installed copy of the package).
     path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    runtime_env = {"env_vars": {"PYTHONPATH": path, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}}
+    runtime_env = {"env_vars": {"PYTHONPATH": path}}
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
@@ -92,7 +92,6 @@ class _InputJob:
         self.n_chunks = len(chunks)
         self.stitcher = Stitcher(overlap, len(done), parts.tail(done, overlap))
         self.next_submit = len(done)
-        self.in_flight = 0
         self.failed = False
         self.ends_at: int | None = None  # frames the input really holds, once a chunk met its end
         for state in done:
@@ -127,6 +126,7 @@ class _InputJob:
         last = self.chunks[keep - 1]
         lost += max(0, last.planned_frames - max(0, frames - last.start)) if last.stop is not None else 0
         self.n_chunks = keep
+        self.stitcher.discard(keep)
         return lost
 
     @property
@@ -191,6 +191,8 @@ class BatchRunner:
         if not todo:
             summary.seconds = time.perf_counter() - started
             return summary
+        # Load the pipeline here once: a bad option fails with track's own message, not in every worker.
+        pipeline_from_args(cfg.pipeline_args).close()
         own_ray = start_ray(cfg.workers, cfg.address)
         progress = None
         jobs: list[_InputJob] = []
@@ -289,14 +291,15 @@ class BatchRunner:
                 ref = self._actors[worker].run_chunk.remote(job.item, chunk)
                 in_flight[ref] = (job, chunk, worker)
                 load[worker] += 1
-                job.in_flight += 1
             if not in_flight:
-                break
+                if exhausted:
+                    break
+                # Results wait only for an earlier chunk of theirs that is still running.
+                raise RuntimeError("internal error: chunks are waiting for a chunk that is not running")
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
                 job, chunk, worker = in_flight.pop(ref)
                 load[worker] -= 1
-                job.in_flight -= 1
                 try:
                     result: ChunkResult = ray.get(ref)
                 except RayError as error:
@@ -317,6 +320,7 @@ class BatchRunner:
         if job.failed:
             return
         job.failed = True
+        job.stitcher.discard()
         progress.add_to_total(-job.remaining_frames())
         self._fail(job.entry, summary, job.item.key, reason)
         progress.say(f"failed: {job.item.key}: {reason}")

@@ -66,6 +66,10 @@ class Stitcher:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def discard(self, from_index: int = 0) -> None:
+        """Forget waiting chunks from ``from_index`` on (the input ended before them, or failed)."""
+        self._waiting = {i: r for i, r in self._waiting.items() if i < from_index}
+
     def _rename(self, result: ChunkResult) -> dict[int, int]:
         mapping = match_ids(self.tail.boxes, result.warmup)
         for local in result.boxes.face_id:  # in order of first appearance

@@ -165,7 +165,8 @@ def test_bench_compares_precisions_and_mediapipe_in_one_run(talking_clip):
     )
     assert out.returncode == 0, out.stderr
     assert re.search(r"batch 1, fp32 \(ort-cpu\): median [\d.]+ ms", out.stdout)
-    assert re.search(r"batch 1, int8 \(ort-cpu\): median [\d.]+ ms.*[\d.]+x fp32's speed", out.stdout)
+    assert re.search(r"batch 1, int8 \(ort-cpu\): median [\d.]+ ms, p95 [\d.]+ ms, CPU [\d.]+ ms.*"
+                     r"[\d.]+x fp32's speed", out.stdout)
     out = subprocess.run(
         [sys.executable, "-m", "app", "bench", str(talking_clip), "--model", "r18_ffld", "--precision", "int8",
          "--vs-mediapipe", "--resize", "320x240", "--max-frames", "8", "--rounds", "2"],

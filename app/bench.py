@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vs-mediapipe", action="store_true",
                         help="alternate rounds of MediaPipe Face Mesh (tracking) and our pipeline on the same frames")
     parser.add_argument("--rounds", type=int, default=3, help="rounds for --vs-mediapipe and --precisions (default 3)")
-    parser.add_argument("--resize", default=None, metavar="WxH", help="--vs-mediapipe: resize the decoded frames first (e.g. 640x480)")
+    parser.add_argument("--resize", default=None, metavar="WxH",
+                        help="--vs-mediapipe: resize the decoded frames first (e.g. 640x480)")
 
 
 def _median_p95_ms(seconds: list[float]) -> str:

@@ -114,23 +114,27 @@ def vs_mediapipe(pipeline, frames: Sequence[Frame], rounds: int, label: str,
 
 def network_precisions(models: dict[str, object], crop, runs: int, rounds: int = 5,
                        say: Callable[[str], None] = print) -> dict[str, list[float]]:
-    """Seconds per ``infer`` call at batch 1 of each model (keyed by precision), alternating rounds."""
+    """Seconds per ``infer`` call at batch 1 of each model (keyed by precision), alternating rounds.
+    Also prints the process CPU time per call, steadier than wall time on a shared machine."""
     for model in models.values():
         for _ in range(10):
             model.infer([crop])
     times: dict[str, list[float]] = {name: [] for name in models}
+    cpu: dict[str, list[float]] = {name: [] for name in models}
     per_round = max(1, runs // rounds)
     for _ in range(rounds):
         for name, model in models.items():
             for _ in range(per_round):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 model.infer([crop])
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
     first = next(iter(models))
     reference = float(np.median(times[first]))
     for name, seconds in times.items():
         median, p95 = 1e3 * np.percentile(seconds, (50, 95))
         speed = f"; {reference / np.median(seconds):.2f}x {first}'s speed" if name != first else ""
         say(f"network + preprocessing, batch 1, {name} ({models[name].backend}): median {median:.2f} ms, "
-            f"p95 {p95:.2f} ms ({len(seconds)} runs in {rounds} alternating rounds){speed}")
+            f"p95 {p95:.2f} ms, CPU {1e3 * np.median(cpu[name]):.2f} ms ({len(seconds)} runs in {rounds} "
+            f"alternating rounds){speed}")
     return times

@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     with open_source(args.source) as source, TrackingSession(pipeline_from_args(args), stats_window=60) as session:
         model = session.pipeline.model
         rows = profile(session, source, args.max_frames, args.warmup)
+        precision = getattr(model, "precision", "fp32")  # also runs on code from before precisions existed
         print(f"source={args.source} frames={len(rows['total'])} model={model.name} backend={model.backend} "
-              f"precision={model.precision} detector={args.detector} cpu={platform.processor() or platform.machine()}")
+              f"precision={precision} detector={args.detector} cpu={platform.processor() or platform.machine()}")
         print(format_table(rows))
     return 0
 

@@ -142,8 +142,9 @@ def open_runner(
         raise ModelFileError(f"no INT8 file was given for {path.name}")
     int8 = check_model_file(int8_path) if int8_path is not None else None
     requested = resolve_backend(backend)
-    if requested is not None and wanted is not None and precision_problem(requested, wanted):
-        raise PrecisionUnavailable(f"{requested.label} cannot run {wanted.value}: {precision_problem(requested, wanted)}")
+    problem = precision_problem(requested, wanted) if requested is not None and wanted is not None else None
+    if problem:
+        raise PrecisionUnavailable(f"{requested.label} cannot run {wanted.value}: {problem}")
     availability = backend_availability()
     if requested is None:
         candidates = [b for b in FASTEST_FIRST if availability[b] is None]
@@ -157,8 +158,8 @@ def open_runner(
     if wanted is not None:
         candidates = [b for b in candidates if precision_problem(b, wanted) is None]
         if not candidates:
-            runs = [b.label for b in FASTEST_FIRST if precision_problem(b, wanted) is None]
-            reasons = "; ".join(f"{b.label}: {availability[b]}" for b in FASTEST_FIRST if b.label in runs)
+            runners = [b for b in FASTEST_FIRST if precision_problem(b, wanted) is None]
+            reasons = "; ".join(f"{b.label}: {availability[b]}" for b in runners)
             raise PrecisionUnavailable(f"no available back-end runs {wanted.value} ({reasons})")
 
     first_choice = requested or candidates[0]

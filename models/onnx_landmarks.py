@@ -51,8 +51,9 @@ class OnnxLandmarkModel(LandmarkModel):
 
     ``manifest``: a ``ModelManifest`` or the path of its JSON file. ``backend``: passed to
     ``engines.open_runner`` ("auto", "tensorrt", "ort-cuda", "ort-cpu"). ``precision``: "auto",
-    "fp32", "fp16" or "int8" (see the module docstring). ``flip_test``: None follows the manifest. ``infer`` returns the runner's output dictionary
-    (the flipped crops' rows after the direct ones when flipping).
+    "fp32", "fp16" or "int8" (see the module docstring). ``flip_test``: None follows the manifest.
+    ``infer`` returns the runner's output dictionary (the flipped crops' rows after the direct
+    ones when flipping).
     """
 
     def __init__(

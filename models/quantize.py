@@ -5,12 +5,19 @@ writes ``assets/r18_ffld.int8.onnx`` beside it and records the INT8 file, the ca
 and the measured figures in the manifest (``int8`` section, ``models.manifest.Int8Variant``).
 ``python -m models.export`` calls ``quantize_network`` after writing the FP32 file.
 
-Recipe: QDQ format, per-channel int8 weights, uint8 activations, calibrated on aligned crops of
+Recipe: QDQ format, per-channel int8 weights (7-bit range, ``reduce_range``), uint8 activations,
+calibrated on aligned crops of
 the 300-W training faces (afw + helen_train) made by the training data path
 (``models.training.dataset.TrainingData.plain_batch``: the crop cache's centre window, i.e. the
 run-time alignment from the five ground-truth keypoints, no augmentation), excluding the 5%
 validation hold-out of training. Each calibration method (MinMax, Entropy, Percentile) is tried
 and the one with the lowest NME_io on that hold-out is kept. HELEN test is never used here.
+
+Weights use the reduced 7-bit range: x86 CPUs without AVX-512 VNNI (this AMD EPYC has AVX2
+only) multiply uint8 activations by int8 weights with ``vpmaddubsw``, whose 16-bit pair sums
+saturate with full-range weights; on the validation hold-out r18_ffld lost 0.03 points with
+full range and none with the reduced one (docs/RESULTS.md). ``--full-range`` lifts it for
+CPUs with VNNI.
 
 What stays in float: everything between the last convolution or fully connected layer and a
 graph output, and every node that computes a sampling grid (``GridSample`` input 1). Those carry
@@ -71,16 +78,19 @@ def calibration_data(input_size: int, count: int = CALIBRATION_COUNT, seed: int 
 
 
 def float_nodes(model_path: str | Path) -> list[str]:
-    """Names of the nodes kept in float: walking back from each graph output and each
-    ``GridSample`` grid, through every node up to and including the first convolution or
-    fully connected layer met (so the layer producing an output keeps a float output)."""
+    """Names of the nodes kept in float: the first layer on the image (three input channels: ONNX
+    Runtime's INT8 kernels are slower there than its FP32 direct convolution), and walking back
+    from each graph output and each ``GridSample`` grid, every node up to and including the first
+    convolution or fully connected layer met (so the layer producing an output keeps a float
+    output)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     producer = {out: node for node in graph.node for out in node.output}
     starts = [o.name for o in graph.output]
     starts += [node.input[1] for node in graph.node if node.op_type == "GridSample"]
-    keep: dict[str, None] = {}
+    inputs = {i.name for i in graph.input}
+    keep: dict[str, None] = {n.name: None for n in graph.node if n.op_type in _STOP_OPS and n.input[0] in inputs}
     stack = list(starts)
     while stack:
         node = producer.get(stack.pop())
@@ -157,7 +167,7 @@ def time_network(path: str | Path, manifest: ModelManifest, crop: np.ndarray, ru
 
 
 def quantize_file(fp32_path: str | Path, out_path: str | Path, manifest: ModelManifest, calibration: np.ndarray,
-                  method: str, reduce_range: bool = False) -> list[str]:
+                  method: str, reduce_range: bool = True) -> list[str]:
     """Write the INT8 QDQ model of ``fp32_path`` to ``out_path``; returns the nodes kept in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -180,7 +190,7 @@ def quantize_file(fp32_path: str | Path, out_path: str | Path, manifest: ModelMa
 
 
 def quantize_network(manifest_path: str | Path, methods: Sequence[str] = METHODS, count: int = CALIBRATION_COUNT,
-                     reduce_range: bool = False, threads: int = 1,
+                     reduce_range: bool = True, threads: int = 1,
                      say: Callable[[str], None] = print) -> ModelManifest:
     """Quantise the network of ``manifest_path`` with each calibration method, keep the best on the
     validation hold-out as ``<name>.int8.onnx`` beside the FP32 file, and record it in the manifest."""
@@ -232,14 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assets", type=Path, default=ASSETS_DIR, help="folder of the manifest (default assets/)")
     parser.add_argument("--methods", default=",".join(METHODS), help="calibration methods to try (comma list)")
     parser.add_argument("--count", type=int, default=CALIBRATION_COUNT, help="calibration crops")
-    parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (CPUs without VNNI may saturate)")
+    parser.add_argument("--full-range", action="store_true",
+                        help="8-bit weights (only for CPUs with AVX-512 VNNI: without it products saturate)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for calibration checks")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         parser.error(f"unknown calibration method {unknown[0] if unknown else ''!r}; choose from {', '.join(METHODS)}")
-    quantize_network(args.assets / f"{args.model}.json", methods, args.count, args.reduce_range, args.threads)
+    quantize_network(args.assets / f"{args.model}.json", methods, args.count, not args.full_range, args.threads)
     return 0
 
 

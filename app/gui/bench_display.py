@@ -33,7 +33,8 @@ def _percentile(values: list[float], q: float) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.gui.bench_display", description=__doc__.splitlines()[0])
     parser.add_argument("source", help="video file or 300-VW clip folder")
-    parser.add_argument("--model", help="landmark model (default: the first installed network)")
+    parser.add_argument("--model", help="landmark model (default: the first installed network); NAME@int8 etc. "
+                        "for a precision")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--frames", type=positive_int, default=150, help="painted frames to measure (default 150)")
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="painted frames ignored first (default 10)")

@@ -209,7 +209,7 @@ def test_export_matches_torch_and_runs_in_the_app(tmp_path, monkeypatch, real_fa
         state["model"][k] = 0.05 * torch.randn(state["model"][k].shape, generator=gen)
     torch.save(state, checkpoint)
     result = export_main(["--model", "r18_ffld", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "assets"),
-                          "--threads", "1"])
+                          "--threads", "1", "--no-int8"])  # the INT8 step is tested on mnv2_sdd (test_training)
     assert result["max_abs_diff"] < 1e-4
     graph = onnx.load(str(tmp_path / "assets" / "r18_ffld.onnx"))
     assert "GridSample" in {n.op_type for n in graph.graph.node}

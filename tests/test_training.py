@@ -299,9 +299,10 @@ def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch)
     train(TrainConfig(run="tiny", epochs=1, batch=4, max_steps=1, bf16=False, threads=1, val_fraction=0.01),
           HeatmapTask(), AugmentConfig())
     result = export_main(["--model", "mnv2_sdd", "--checkpoint", str(tmp_path / "runs" / "tiny" / "last.pt"),
-                          "--out", str(tmp_path / "assets"), "--threads", "1"])
+                          "--out", str(tmp_path / "assets"), "--threads", "1", "--no-int8"])
     assert result["max_abs_diff"] < 1e-4
     manifest = load_manifest(tmp_path / "assets" / "mnv2_sdd.json")
+    assert manifest.int8 is None
     assert manifest.kind == "heatmap" and manifest.heatmap_size == 48 and manifest.input_size == 192
     assert manifest.outputs == ("heatmaps",) and manifest.coords_unit == "heatmap"
     assert manifest.template_version == template_version() and manifest.decode.method == "dark"
@@ -309,6 +310,14 @@ def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch)
     session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
     out = session.run(None, {"input": np.zeros((3, 3, 192, 192), np.float32)})[0]  # dynamic batch
     assert out.shape == (3, 68, 48, 48)
+    # the INT8 step export runs by default, kept small here: one method, 16 calibration crops
+    from models.quantize import quantize_network
+
+    quantize_network(tmp_path / "assets" / "mnv2_sdd.json", methods=("minmax",), count=16)
+    int8 = load_manifest(tmp_path / "assets" / "mnv2_sdd.json").int8
+    assert int8 is not None and (tmp_path / "assets" / "mnv2_sdd.int8.onnx").is_file()
+    quantized = ort.InferenceSession(str(tmp_path / "assets" / "mnv2_sdd.int8.onnx"), providers=["CPUExecutionProvider"])
+    assert quantized.run(None, {"input": np.zeros((2, 3, 192, 192), np.float32)})[0].shape == (2, 68, 48, 48)
 
 
 def test_nme_per_face_normalises_by_outer_eye_corners():

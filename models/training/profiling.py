@@ -180,6 +180,62 @@ def contact_sheet(path: Path, count: int = 6, seed: int = 1, size: int = 200) ->
     return path
 
 
+def check_views(count: int = 20, turns: tuple[float, ...] = (30.0, 45.0), dataset: str = "300w/helen_train") -> str:
+    """How right the views' points are, on the first ``count`` faces of ``dataset`` (each turned
+    further the way it looks): Face Mesh run afresh on the view against the view's 51 inner
+    points (box-normalised NME; on the untouched photo against the ground truth for reference),
+    and the far-side jaw points' distance inside the turned mesh's convex hull (eye distances;
+    before the jaw rule and after)."""
+    from scipy.spatial import ConvexHull
+
+    from models.align import align_from_landmarks
+    from models.landmarks68 import INNER_51, inter_ocular
+    from models.mediapipe68 import MediaPipe68
+    from models.profiling import _rotation
+
+    inner = list(INNER_51)
+
+    def nme_box(p, t):
+        return float(np.linalg.norm(p - t, axis=1).mean() / np.sqrt(np.prod(np.ptp(t, axis=0))))
+
+    base, found0, rows = [], 0, {t: ([], [], [], 0) for t in turns}
+    fits = 0
+    with FaceMesh3D() as mesh, MediaPipe68() as model:
+        for item in list_annotated(resolve_dataset(dataset))[:count]:
+            image, truth = cv2.imread(str(item.image_path)), item.load_points()
+            try:
+                fit = mesh.fit(image, truth)
+            except FitError:
+                continue
+            fits += 1
+            (lm,) = model.predict([align_from_landmarks(image, truth, 256)])
+            base.append(nme_box(lm.points[inner], truth[inner]))
+            side = 1.0 if fit.yaw >= 0 else -1.0
+            for turn in turns:
+                view = render_view(image, fit, side * turn)
+                (lm,) = model.predict([align_from_landmarks(view.image, view.points, 256)])
+                errors, after, before, misses = rows[turn]
+                if lm.mean_confidence > 0:
+                    errors.append(nme_box(lm.points[inner], view.points[inner]))
+                else:
+                    misses += 1
+                r = fit.roll.T @ _rotation(side * turn, 0.0) @ fit.roll
+                hull = ConvexHull(((fit.vertices - fit.centre) @ r.T + fit.centre)[:, :2]).equations
+                far = list(range(9, 14)) if side > 0 else list(range(3, 8))
+                depth = lambda p: -(p @ hull[:, :2].T + hull[:, 2]).max(axis=1) / inter_ocular(truth)  # noqa: E731
+                after.append(depth(view.points[far]).mean())
+                before.append(depth(view.projected[far]).mean())
+                rows[turn] = (errors, after, before, misses)
+    lines = [f"{fits} of {count} faces of {dataset} fitted; Face Mesh vs ground truth on the photos, "
+             f"inner 51, NME_box {np.mean(base):.4f}"]
+    for turn, (errors, after, before, misses) in rows.items():
+        lines.append(f"turned {turn:.0f} deg further: Face Mesh on the view vs the view's inner 51 points, NME_box mean "
+                     f"{np.mean(errors):.4f} (max {np.max(errors):.4f}), Face Mesh found no face on {misses}; far-side "
+                     f"jaw points (9-13 or 3-7) inside the turned mesh's hull by {np.mean(after):+.3f} eye distances "
+                     f"after the jaw rule, {np.mean(before):+.3f} before")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.training.profiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sheet", type=Path, help="write a contact sheet of views to this image file")
@@ -189,9 +245,12 @@ def main(argv=None) -> int:
     parser.add_argument("--crop-size", type=int, default=CROP_SIZE, help="network input size the cache is for")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images of each set (a trial)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check", type=int, metavar="N", help="measure the views' points on the first N HELEN-train faces")
     args = parser.parse_args(argv)
-    if not (args.sheet or args.build):
-        parser.error("choose --sheet and/or --build")
+    if not (args.sheet or args.build or args.check):
+        parser.error("choose --sheet, --build and/or --check")
+    if args.check:
+        print(check_views(args.check))
     if args.sheet:
         print(f"wrote {contact_sheet(args.sheet, args.rows)}")
     if args.build:

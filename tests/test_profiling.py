@@ -101,6 +101,8 @@ def test_view_cache_is_a_crop_set_of_training_views(tmp_path, monkeypatch):
     assert all(s.startswith("300w/afw/") for s in views.sources)
     meta = json.loads((report.folder / "meta.json").read_text())
     assert all(abs(d) <= 65.0 for d, _ in meta["deltas"])
+    counted = build_views(sets=("300w/afw",), views=0, limit=2, progress=False)  # a failure count only
+    assert counted.views == 0 and counted.failed == report.failed and len(load_views()) == report.views
     with pytest.raises(ValueError, match="never make training views"):
         build_views(sets=("300w/helen_test",), limit=1, progress=False)
     rng = np.random.default_rng(0)

@@ -75,7 +75,9 @@ class BuildReport:
 
 def build_views(sets: tuple[str, ...] = TRAIN_SETS, views: int = DEFAULT_VIEWS, canon_size: int = CANON_SIZE,
                 crop_size: int = CROP_SIZE, seed: int = 0, limit: int = 0, progress: bool = True) -> BuildReport:
-    """Render ``views`` views of every image of ``sets`` into the cache (``limit`` > 0: the first images only)."""
+    """Render ``views`` views of every image of ``sets`` into the cache (``limit`` > 0: the first images only).
+
+    ``views`` 0 only fits Face Mesh and counts its failures; the cache is not touched."""
     from tqdm import tqdm
 
     for name in sets:
@@ -84,14 +86,14 @@ def build_views(sets: tuple[str, ...] = TRAIN_SETS, views: int = DEFAULT_VIEWS, 
     items = [(name, item) for name in sets for item in list_annotated(resolve_dataset(name))[: limit or None]]
     folder = cache_folder(canon_size, crop_size)
     tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    capacity = len(items) * views
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                       shape=(capacity, canon_size, canon_size, 3))
-    points = np.zeros((capacity, 68, 2), np.float32)
-    sources, yaws, deltas = [], [], []
     failed = {name: 0 for name in sets}
+    if views > 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                           shape=(len(items) * views, canon_size, canon_size, 3))
+        points = np.zeros((len(items) * views, 68, 2), np.float32)
+    sources, yaws, deltas = [], [], []
     rng = np.random.default_rng(seed)
     n = 0
     with FaceMesh3D() as mesh:
@@ -115,6 +117,8 @@ def build_views(sets: tuple[str, ...] = TRAIN_SETS, views: int = DEFAULT_VIEWS, 
                 yaws.append(round(fit.yaw, 2))
                 deltas.append([round(yaw_delta, 2), round(pitch_delta, 2)])
                 n += 1
+    if views == 0:  # a count of Face Mesh's failures only; the cache is left as it is
+        return BuildReport(len(items), 0, failed, folder)
     images.flush()
     del images
     np.save(tmp / "points.npy", points[:n])
@@ -241,7 +245,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sheet", type=Path, help="write a contact sheet of views to this image file")
     parser.add_argument("--rows", type=int, default=6, help="faces on the sheet")
     parser.add_argument("--build", action="store_true", help="build the view cache of the training sets")
-    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="views per training image")
+    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS,
+                        help="views per training image (0: only count the images Face Mesh fails on)")
     parser.add_argument("--crop-size", type=int, default=CROP_SIZE, help="network input size the cache is for")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images of each set (a trial)")
     parser.add_argument("--seed", type=int, default=0)

@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.turn_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("outputs", nargs="+", type=Path, help="eval300vw output folders of turning clips")
     args = parser.parse_args(argv)
-    print("| run | abs yaw | frames | misses | NME68 box | NME51 box | FR@0.08 box (68) |\n|---|---|---|---|---|---|---|")
+    print("| run | abs yaw | frames | misses | NME68 box | NME51 box | FR@0.08 box (68) |")
+    print("|---|---|---|---|---|---|---|")
     for out in args.outputs:
         try:
             print("\n".join(report(out)))

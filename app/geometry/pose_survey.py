@@ -45,7 +45,8 @@ class Survey:
         ok = np.isfinite(self.yaw)
         diff = self.yaw[ok] - self.intended[ok]
         return (f"{self.name}: solver yaw minus intended yaw over {ok.sum()} views: mean {diff.mean():+.1f}°, "
-                f"mean absolute {np.abs(diff).mean():.1f}°, correlation {np.corrcoef(self.yaw[ok], self.intended[ok])[0, 1]:.3f}")
+                f"mean absolute {np.abs(diff).mean():.1f}°, "
+                f"correlation {np.corrcoef(self.yaw[ok], self.intended[ok])[0, 1]:.3f}")
 
 
 def header() -> str:

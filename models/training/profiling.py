@@ -176,7 +176,8 @@ def contact_sheet(path: Path, count: int = 6, seed: int = 1, size: int = 200) ->
             for yaw in SHEET_YAWS:
                 yaw_delta, _ = target_deltas(fit, yaw)
                 view = render_view(image, fit, yaw_delta)
-                reveal = " reveal" if abs(yaw_delta) > MAX_DELTA or (yaw * fit.yaw < 0 and abs(fit.yaw) >= FRONTAL_YAW) else ""
+                back = yaw * fit.yaw < 0 and abs(fit.yaw) >= FRONTAL_YAW  # across frontal, against its look
+                reveal = " reveal" if abs(yaw_delta) > MAX_DELTA or back else ""
                 tiles.append(_tile(view.image, view.points, f"{yaw:+d} (d {yaw_delta:+.0f}){reveal}", size))
             rows.append(np.hstack(tiles))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +234,8 @@ def check_views(count: int = 20, turns: tuple[float, ...] = (30.0, 45.0), datase
     lines = [f"{fits} of {count} faces of {dataset} fitted; Face Mesh vs ground truth on the photos, "
              f"inner 51, NME_box {np.mean(base):.4f}"]
     for turn, (errors, after, before, misses) in rows.items():
-        lines.append(f"turned {turn:.0f} deg further: Face Mesh on the view vs the view's inner 51 points, NME_box mean "
+        lines.append(f"turned {turn:.0f} deg further: Face Mesh on the view vs the view's inner 51 points, "
+                     f"NME_box mean "
                      f"{np.mean(errors):.4f} (max {np.max(errors):.4f}), Face Mesh found no face on {misses}; far-side "
                      f"jaw points (9-13 or 3-7) inside the turned mesh's hull by {np.mean(after):+.3f} eye distances "
                      f"after the jaw rule, {np.mean(before):+.3f} before")
@@ -250,7 +252,8 @@ def main(argv=None) -> int:
     parser.add_argument("--crop-size", type=int, default=CROP_SIZE, help="network input size the cache is for")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images of each set (a trial)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check", type=int, metavar="N", help="measure the views' points on the first N HELEN-train faces")
+    parser.add_argument("--check", type=int, metavar="N",
+                        help="measure the views' points on the first N HELEN-train faces")
     args = parser.parse_args(argv)
     if not (args.sheet or args.build or args.check):
         parser.error("choose --sheet, --build and/or --check")

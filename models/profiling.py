@@ -44,6 +44,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -259,8 +260,9 @@ def fit_face(vertices: np.ndarray, points: np.ndarray) -> FaceFit:
     return FaceFit(vertices, points3d, roll, yaw, pitch, nme)
 
 
-def _turn(fit: FaceFit, yaw_delta: float, pitch_delta: float):
-    """(rotate function for (N, 3) image-frame points, the full 3x3 rotation in the image frame)."""
+def _turn(fit: FaceFit, yaw_delta: float, pitch_delta: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The turn as a function of (N, 3) image-frame points: about the mesh centroid, about the
+    face's own (roll-free) axes."""
     r = fit.roll.T @ _rotation(yaw_delta, pitch_delta) @ fit.roll
     centre = fit.centre
 
@@ -270,7 +272,7 @@ def _turn(fit: FaceFit, yaw_delta: float, pitch_delta: float):
     return rotate
 
 
-def jaw_on_outline(fit: FaceFit, rotate, projected: np.ndarray) -> np.ndarray:
+def jaw_on_outline(fit: FaceFit, rotate: Callable[[np.ndarray], np.ndarray], projected: np.ndarray) -> np.ndarray:
     """The jaw rule of the module docstring: far-side jaw points slide to the cheek's silhouette."""
     upright = (fit.points - fit.centre) @ fit.roll.T  # roll-free source frame
     verts_up = (fit.vertices - fit.centre) @ fit.roll.T

@@ -148,6 +148,16 @@ class MediaPipe68(LandmarkModel):
                 out[i] = [(p.x, p.y) for p in landmarks]
         return out
 
+    def infer_3d(self, crop: AlignedCrop) -> np.ndarray | None:
+        """The mesh of one crop with depth, (478, 3) in normalised crop units (z on the scale of
+        x, growing away from the camera), or None when Face Mesh finds no face."""
+        if self._mesh is None:
+            raise RuntimeError("mediapipe68 is closed")
+        result = self._process(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB))
+        if not result.multi_face_landmarks:
+            return None
+        return np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark])
+
     def decode(self, raw: np.ndarray, crops: Sequence[AlignedCrop]) -> list[Landmarks]:
         results = []
         for mesh, crop in zip(raw, crops):

@@ -15,15 +15,16 @@ In the spirit of 300W-LP's face profiling (Zhu et al., 3DDFA), on what this proj
 3. **Rotate** about the mesh centroid, about the face's own vertical axis (the in-plane
    roll of the face is taken out first, from the alignment of its five keypoints), orthographic
    projection. The source's own yaw and pitch (``FaceFit.yaw`` / ``pitch``, a 3D Kabsch fit of
-   the mesh's 51 inner points to ``models.face3d``, same angle conventions as
+   the attached ground truth's 51 inner points to ``models.face3d``, same angle conventions as
    ``app.geometry.pose``) let a caller ask for an absolute target yaw.
 4. **Render** (``render_view``): a piecewise-affine warp over the mesh (Face Mesh's own
-   triangles, ``mesh_topology``, with the eye and mouth holes filled by fans) and bands of background anchors around it (``scaffold``): two
-   rings that turn with the head (hair, ears and neck follow) and a ring on the image border
-   that stays (the far surroundings stay). Painter's algorithm: background bands first, then
-   face triangles far to near (by mean rotated depth); face triangles that turn their back to
-   the camera are dropped. One inverse map is built per pixel from its triangle and applied by
-   one ``cv2.remap``. The far side stretches a little, as in 300W-LP.
+   triangles, ``mesh_topology``, with the eye and mouth holes filled by fans) and bands of
+   background anchors around it (``scaffold``): two rings that turn with the head (hair, ears
+   and neck follow) and a ring on the image border that stays (the far surroundings stay).
+   Painter's algorithm: background bands first, then face triangles far to near (by mean
+   rotated depth); face triangles that turn their back to the camera are dropped. One inverse
+   map is built per pixel from its triangle and applied by one ``cv2.remap``. The side that
+   turns towards the camera is stretched from what the photo saw of it, as in 300W-LP.
 
 Jaw points (the choice this module makes): 300-W marks the *visible* outline of the jaw and
 cheek, not the projection of fixed 3D points. Each jaw point except the chin (8) has an
@@ -43,10 +44,10 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import cv2
 import numpy as np
-from scipy.spatial import ConvexHull
 
 from models.align import align_from_landmarks, transform_points
 from models.face3d import face3d_points
@@ -127,7 +128,8 @@ def mesh_topology() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     for a, b in FACEMESH_TESSELATION:
         neighbours[a].add(b)
         neighbours[b].add(a)
-    triangles = sorted({tuple(sorted((a, b, c))) for a, b in FACEMESH_TESSELATION for c in neighbours[a] & neighbours[b]})
+    triangles = sorted({tuple(sorted((a, b, c)))
+                        for a, b in FACEMESH_TESSELATION for c in neighbours[a] & neighbours[b]})
     edge_count = defaultdict(int)
     for a, b, c in triangles:
         for e in ((a, b), (b, c), (a, c)):
@@ -221,7 +223,6 @@ class FaceMesh3D:
 
     def __init__(self) -> None:
         self._model = MediaPipe68()
-        self._mesh = self._model._mesh
 
     def __enter__(self) -> "FaceMesh3D":
         return self
@@ -235,11 +236,8 @@ class FaceMesh3D:
     def vertices(self, image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
         """(468, 3) image-pixel vertices of the face at ``points``, or None when no face is found."""
         crop = align_from_landmarks(image, points, INPUT_SIZE)
-        result = self._model._process(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB))
-        if not result.multi_face_landmarks:
-            return None
-        mesh = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark])
-        return mesh_from_crop(mesh, crop.inverse, INPUT_SIZE)
+        mesh = self._model.infer_3d(crop)
+        return None if mesh is None else mesh_from_crop(mesh, crop.inverse, INPUT_SIZE)
 
     def fit(self, image: np.ndarray, points: np.ndarray) -> FaceFit:
         vertices = self.vertices(image, points)
@@ -262,8 +260,9 @@ def fit_face(vertices: np.ndarray, points: np.ndarray) -> FaceFit:
     return FaceFit(vertices, points3d, roll, yaw, pitch, nme)
 
 
-def _turn(fit: FaceFit, yaw_delta: float, pitch_delta: float):
-    """(rotate function for (N, 3) image-frame points, the full 3x3 rotation in the image frame)."""
+def _turn(fit: FaceFit, yaw_delta: float, pitch_delta: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The turn as a function of (N, 3) image-frame points: about the mesh centroid, about the
+    face's own (roll-free) axes."""
     r = fit.roll.T @ _rotation(yaw_delta, pitch_delta) @ fit.roll
     centre = fit.centre
 
@@ -273,7 +272,7 @@ def _turn(fit: FaceFit, yaw_delta: float, pitch_delta: float):
     return rotate
 
 
-def jaw_on_outline(fit: FaceFit, rotate, projected: np.ndarray) -> np.ndarray:
+def jaw_on_outline(fit: FaceFit, rotate: Callable[[np.ndarray], np.ndarray], projected: np.ndarray) -> np.ndarray:
     """The jaw rule of the module docstring: far-side jaw points slide to the cheek's silhouette."""
     upright = (fit.points - fit.centre) @ fit.roll.T  # roll-free source frame
     verts_up = (fit.vertices - fit.centre) @ fit.roll.T
@@ -296,6 +295,11 @@ def jaw_on_outline(fit: FaceFit, rotate, projected: np.ndarray) -> np.ndarray:
             moved[0] = best
             points[j] = (moved @ fit.roll)[:2] + fit.centre[:2]
     return points
+
+
+def _hull(points: np.ndarray) -> np.ndarray:
+    """Indices of the convex hull of (N, 2) points, in order around it."""
+    return cv2.convexHull(points.astype(np.float32), returnPoints=False).reshape(-1)
 
 
 def _ray_exit(centre: np.ndarray, points: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -326,7 +330,7 @@ def scaffold(fit: FaceFit, width: int, height: int) -> Scaffold:
     border ring lies on the image rectangle and stays fixed. Outside it the image is unchanged.
     """
     v = fit.vertices
-    hull = ConvexHull(v[:, :2]).vertices  # counter-clockwise
+    hull = _hull(v[:, :2])
     outline = v[hull]
     centre = outline[:, :2].mean(axis=0)
     exit_factor = _ray_exit(centre, outline[:, :2], width, height)

@@ -169,3 +169,20 @@ def test_turning_clip_has_the_documented_ground_truth(helen_test_dir, tmp_path):
     def nose_offset(p):
         return (p[30, 0] - (p[0, 0] + p[16, 0]) / 2) / np.ptp(p[:, 0])
     assert nose_offset(turned[1]) > nose_offset(turned[0]) + 0.15 > nose_offset(turned[3]) + 0.3
+
+    # app.turn_report reads eval300vw's per-clip records of such clips: predictions one
+    # hundredth of the landmark box off give a box-normalised NME of exactly 1%, a miss a failure
+    from app.turn_report import frames_of
+
+    gt = np.stack(turned)
+    box = np.sqrt(np.prod(np.ptp(gt, axis=1), axis=1))
+    out = tmp_path / "eval"
+    (out / "clips").mkdir(parents=True)
+    status = np.array(["ok", "ok", "ok", "miss", "ok"])
+    np.savez(out / "clips" / "turn_000.npz", frame=np.arange(1, 6), status=status, gt=gt,
+             shown=gt + (0.01 * box)[:, None, None] * np.array([0.6, 0.8]), raw=gt)
+    (out / "clips" / "turn_000.json").write_text(json.dumps({"folder": str(folder)}))
+    yaw, e68, e51, missed = frames_of(out)
+    assert np.allclose(yaw, np.abs(np.array(meta["per_frame"]["yaw"])))
+    assert missed.tolist() == [False, False, False, True, False]
+    assert np.allclose(e68[~missed], 0.01) and np.allclose(e51[~missed], 0.01)

@@ -163,7 +163,8 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
         print(f"resumed {cfg.run} after epoch {start_epoch} (step {step}, best val NME {best:.4f})", flush=True)
     atomic_write(folder / "config.json", json.dumps(config, indent=1))
-    print(f"run {cfg.run}: {len(data.train_w300)} 300-W + {len(data.train_other)} ytf68 train images, "
+    views = f" + {len(data.train_views)} large-pose views" if len(data.train_views) else ""
+    print(f"run {cfg.run}: {len(data.train_w300)} 300-W + {len(data.train_other)} ytf68 train images{views}, "
           f"{len(data.val_ids)} val; {steps} steps/epoch x {cfg.epochs} epochs; keypoint error: "
           f"{augment_cfg.keypoint_error.source}", flush=True)
 

@@ -75,7 +75,9 @@ class BuildReport:
 
 def build_views(sets: tuple[str, ...] = TRAIN_SETS, views: int = DEFAULT_VIEWS, canon_size: int = CANON_SIZE,
                 crop_size: int = CROP_SIZE, seed: int = 0, limit: int = 0, progress: bool = True) -> BuildReport:
-    """Render ``views`` views of every image of ``sets`` into the cache (``limit`` > 0: the first images only)."""
+    """Render ``views`` views of every image of ``sets`` into the cache (``limit`` > 0: the first images only).
+
+    ``views`` 0 only fits Face Mesh and counts its failures; the cache is not touched."""
     from tqdm import tqdm
 
     for name in sets:
@@ -84,14 +86,14 @@ def build_views(sets: tuple[str, ...] = TRAIN_SETS, views: int = DEFAULT_VIEWS, 
     items = [(name, item) for name in sets for item in list_annotated(resolve_dataset(name))[: limit or None]]
     folder = cache_folder(canon_size, crop_size)
     tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    capacity = len(items) * views
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                       shape=(capacity, canon_size, canon_size, 3))
-    points = np.zeros((capacity, 68, 2), np.float32)
-    sources, yaws, deltas = [], [], []
     failed = {name: 0 for name in sets}
+    if views > 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                           shape=(len(items) * views, canon_size, canon_size, 3))
+        points = np.zeros((len(items) * views, 68, 2), np.float32)
+    sources, yaws, deltas = [], [], []
     rng = np.random.default_rng(seed)
     n = 0
     with FaceMesh3D() as mesh:
@@ -115,6 +117,8 @@ def build_views(sets: tuple[str, ...] = TRAIN_SETS, views: int = DEFAULT_VIEWS, 
                 yaws.append(round(fit.yaw, 2))
                 deltas.append([round(yaw_delta, 2), round(pitch_delta, 2)])
                 n += 1
+    if views == 0:  # a count of Face Mesh's failures only; the cache is left as it is
+        return BuildReport(len(items), 0, failed, folder)
     images.flush()
     del images
     np.save(tmp / "points.npy", points[:n])
@@ -172,7 +176,8 @@ def contact_sheet(path: Path, count: int = 6, seed: int = 1, size: int = 200) ->
             for yaw in SHEET_YAWS:
                 yaw_delta, _ = target_deltas(fit, yaw)
                 view = render_view(image, fit, yaw_delta)
-                reveal = " reveal" if abs(yaw_delta) > MAX_DELTA or (yaw * fit.yaw < 0 and abs(fit.yaw) >= FRONTAL_YAW) else ""
+                back = yaw * fit.yaw < 0 and abs(fit.yaw) >= FRONTAL_YAW  # across frontal, against its look
+                reveal = " reveal" if abs(yaw_delta) > MAX_DELTA or back else ""
                 tiles.append(_tile(view.image, view.points, f"{yaw:+d} (d {yaw_delta:+.0f}){reveal}", size))
             rows.append(np.hstack(tiles))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,18 +185,80 @@ def contact_sheet(path: Path, count: int = 6, seed: int = 1, size: int = 200) ->
     return path
 
 
+def check_views(count: int = 20, turns: tuple[float, ...] = (30.0, 45.0), dataset: str = "300w/helen_train") -> str:
+    """How right the views' points are, on the first ``count`` faces of ``dataset`` (each turned
+    further the way it looks): Face Mesh run afresh on the view against the view's 51 inner
+    points (box-normalised NME; on the untouched photo against the ground truth for reference),
+    and the far-side jaw points' distance inside the turned mesh's convex hull (eye distances;
+    before the jaw rule and after)."""
+    from scipy.spatial import ConvexHull
+
+    from models.align import align_from_landmarks
+    from models.landmarks68 import INNER_51, inter_ocular
+    from models.mediapipe68 import MediaPipe68
+    from models.profiling import _rotation
+
+    inner = list(INNER_51)
+
+    def nme_box(p, t):
+        return float(np.linalg.norm(p - t, axis=1).mean() / np.sqrt(np.prod(np.ptp(t, axis=0))))
+
+    base, found0, rows = [], 0, {t: ([], [], [], 0) for t in turns}
+    fits = 0
+    with FaceMesh3D() as mesh, MediaPipe68() as model:
+        for item in list_annotated(resolve_dataset(dataset))[:count]:
+            image, truth = cv2.imread(str(item.image_path)), item.load_points()
+            try:
+                fit = mesh.fit(image, truth)
+            except FitError:
+                continue
+            fits += 1
+            (lm,) = model.predict([align_from_landmarks(image, truth, 256)])
+            base.append(nme_box(lm.points[inner], truth[inner]))
+            side = 1.0 if fit.yaw >= 0 else -1.0
+            for turn in turns:
+                view = render_view(image, fit, side * turn)
+                (lm,) = model.predict([align_from_landmarks(view.image, view.points, 256)])
+                errors, after, before, misses = rows[turn]
+                if lm.mean_confidence > 0:
+                    errors.append(nme_box(lm.points[inner], view.points[inner]))
+                else:
+                    misses += 1
+                r = fit.roll.T @ _rotation(side * turn, 0.0) @ fit.roll
+                hull = ConvexHull(((fit.vertices - fit.centre) @ r.T + fit.centre)[:, :2]).equations
+                far = list(range(9, 14)) if side > 0 else list(range(3, 8))
+                depth = lambda p: -(p @ hull[:, :2].T + hull[:, 2]).max(axis=1) / inter_ocular(truth)  # noqa: E731
+                after.append(depth(view.points[far]).mean())
+                before.append(depth(view.projected[far]).mean())
+                rows[turn] = (errors, after, before, misses)
+    lines = [f"{fits} of {count} faces of {dataset} fitted; Face Mesh vs ground truth on the photos, "
+             f"inner 51, NME_box {np.mean(base):.4f}"]
+    for turn, (errors, after, before, misses) in rows.items():
+        lines.append(f"turned {turn:.0f} deg further: Face Mesh on the view vs the view's inner 51 points, "
+                     f"NME_box mean "
+                     f"{np.mean(errors):.4f} (max {np.max(errors):.4f}), Face Mesh found no face on {misses}; far-side "
+                     f"jaw points (9-13 or 3-7) inside the turned mesh's hull by {np.mean(after):+.3f} eye distances "
+                     f"after the jaw rule, {np.mean(before):+.3f} before")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.training.profiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sheet", type=Path, help="write a contact sheet of views to this image file")
     parser.add_argument("--rows", type=int, default=6, help="faces on the sheet")
     parser.add_argument("--build", action="store_true", help="build the view cache of the training sets")
-    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="views per training image")
+    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS,
+                        help="views per training image (0: only count the images Face Mesh fails on)")
     parser.add_argument("--crop-size", type=int, default=CROP_SIZE, help="network input size the cache is for")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images of each set (a trial)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check", type=int, metavar="N",
+                        help="measure the views' points on the first N HELEN-train faces")
     args = parser.parse_args(argv)
-    if not (args.sheet or args.build):
-        parser.error("choose --sheet and/or --build")
+    if not (args.sheet or args.build or args.check):
+        parser.error("choose --sheet, --build and/or --check")
+    if args.check:
+        print(check_views(args.check))
     if args.sheet:
         print(f"wrote {contact_sheet(args.sheet, args.rows)}")
     if args.build:

@@ -136,10 +136,13 @@ def test_parquet_reads_back_with_pyarrow_and_pandas_with_the_documented_schema(a
     out, _ = annotated
     path = out / "talking_d12.parquet"
     table = pq.read_table(path)
-    assert table.schema.names == CSV_HEADER
+    landmark_columns = CSV_HEADER[: 3 + 3 * 68]  # frame, time, face_id, x/y, confidences: as the CSV
+    geometry = ["yaw", "pitch", "roll", "tx", "ty", "tz", "ear_left", "ear_right", "mouth_open"]
+    assert table.schema.names == landmark_columns + geometry + ["eyes_closed", "blink_end", "blink_frames"]
     assert table.schema.field("frame").type == pa.int64() and table.schema.field("time").type == pa.float64()
     assert table.schema.field("face_id").type == pa.int32()
-    assert all(table.schema.field(n).type == pa.float32() for n in CSV_HEADER[3:])
+    assert all(table.schema.field(n).type == pa.float32() for n in landmark_columns[3:] + geometry)
+    assert table.schema.field("blink_end").type == pa.bool_() and table.schema.field("blink_frames").type == pa.int32()
     metadata = {k.decode(): json.loads(v) for k, v in table.schema.metadata.items()}
     assert metadata["source"].endswith("talking_d12.mp4") and metadata["model"]["name"] == "r18_ffld"
     frame = pd.read_parquet(path)
@@ -148,6 +151,8 @@ def test_parquet_reads_back_with_pyarrow_and_pandas_with_the_documented_schema(a
     assert frame["face_id"].tolist() == csv.face_id.tolist()
     points = frame[[f"{a}{i}" for i in range(68) for a in "xy"]].to_numpy().reshape(-1, 68, 2)
     np.testing.assert_allclose(points, csv.points, atol=6e-4)  # CSV keeps 3 decimals
+    assert frame["yaw"].notna().mean() > 0.9  # a talking face has a head pose on nearly every frame
+    np.testing.assert_allclose(frame["yaw"], csv.geometry[:, 0], atol=6e-3, equal_nan=True)  # CSV keeps 2 decimals
     np.testing.assert_allclose(frame[[f"c{i}" for i in range(68)]].to_numpy(), csv.confidence, atol=6e-5)
 
 

@@ -220,12 +220,12 @@ def quantize_network(manifest_path: str | Path, methods: Sequence[str] = METHODS
         f"{int8_time['cpu_ms']:.2f} (load {os.getloadavg()[0]:.1f}); size {out.stat().st_size / 1e6:.1f} MB"
     )
     recipe = (
-        f"ONNX Runtime static quantisation, QDQ, per-channel symmetric int8 weights, asymmetric uint8 "
-        f"activations, reduce_range {reduce_range}, calibration {best} over {len(data.calibration)} aligned crops "
-        f"of the 300-W training faces (afw + helen_train minus the validation hold-out; seed {CALIBRATION_SEED}) "
-        f"from the training data path without augmentation; {len(excluded)} nodes kept in float (the layers "
-        f"from the last convolution or fully connected layer to each output, and the sampling-grid arithmetic "
-        f"of GridSample)"
+        f"ONNX Runtime static quantisation, QDQ, per-channel symmetric int8 weights "
+        f"({'7-bit range' if reduce_range else 'full range'}), asymmetric uint8 activations, calibration {best} "
+        f"over {len(data.calibration)} aligned crops of the 300-W training faces (afw + helen_train minus the validation hold-out; seed {CALIBRATION_SEED}) "
+        f"from the training data path without augmentation; {len(excluded)} nodes kept in float (the first "
+        f"convolution on the image, the layers from the last convolution or fully connected layer to each output, "
+        f"and the sampling-grid arithmetic of GridSample)"
     )
     say(f"wrote {out}: {figures}")
     # The default on the CPU only when INT8 stays within the accuracy bar on the hold-out.

@@ -224,8 +224,8 @@ def quantize_network(manifest_path: str | Path, methods: Sequence[str] = METHODS
         f"({'7-bit range' if reduce_range else 'full range'}), asymmetric uint8 activations, calibration {best} "
         f"over {len(data.calibration)} aligned crops of the 300-W training faces (afw + helen_train minus the "
         f"validation hold-out; seed {CALIBRATION_SEED}) from the training data path without augmentation; "
-        f"{len(excluded)} nodes kept in float (the first convolution on the image, the layers from the last convolution or fully connected layer to each output, "
-        f"and the sampling-grid arithmetic of GridSample)"
+        f"{len(excluded)} nodes kept in float (the first convolution on the image, the layers from the last "
+        f"convolution or fully connected layer to each output, and the sampling-grid arithmetic of GridSample)"
     )
     say(f"wrote {out}: {figures}")
     # The default on the CPU only when INT8 stays within the accuracy bar on the hold-out.

@@ -402,7 +402,7 @@ def _save_manifest(manifest, args, onnx_path: Path, result: dict) -> dict:
     if not args.no_int8:
         from models.quantize import quantize_network
 
-        result["int8"] = quantize_network(path, threads=args.threads).int8
+        result["int8"] = quantize_network(path, threads=args.threads, test_metrics=args.test_metrics).int8
     return result
 
 

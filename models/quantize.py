@@ -24,7 +24,9 @@ graph output, and every node that computes a sampling grid (``GridSample`` input
 coordinates, confidences or heatmaps, where 8 bits (1/255 of the range) would cost about a pixel,
 and they are a sliver of the work. ``Gemm`` (the fully connected heads) is not quantised either:
 its output is a coordinate. ``GridSample`` itself has no INT8 kernel in ONNX Runtime and runs in
-float on dequantised feature maps.
+float on dequantised feature maps. The first convolution on the image stays in float too: with
+three input channels ONNX Runtime's INT8 kernel was slower than its FP32 one (r18_ffld's 7x7
+stem: 4.2 against 3.8 ms in ONNX Runtime's profile).
 """
 from __future__ import annotations
 
@@ -124,21 +126,48 @@ def _preprocess(manifest: ModelManifest, crops: np.ndarray) -> np.ndarray:
     return preprocess_images(crops, manifest)
 
 
-def validation_nme(model_path: str | Path, manifest: ModelManifest, data: CalibrationData, threads: int = 1) -> float:
-    """Mean NME_io (outer eye corners) of ``model_path`` on the validation crops, decoded as the app does."""
+def crop_nme(model_path: str | Path, manifest: ModelManifest, crops: np.ndarray, points: np.ndarray,
+             threads: int = 1) -> float:
+    """Mean NME_io (outer eye corners) of ``model_path`` on aligned crops with their ground truth in
+    crop pixels, decoded as the app does."""
     from models.landmarks68 import OUTER_EYE_CORNERS
     from models.onnx_landmarks import normalised_points
 
     session = _session(model_path, threads)
-    batch = _preprocess(manifest, data.validation)
+    batch = _preprocess(manifest, crops)
     raw = [session.run(list(manifest.outputs), {manifest.input_name: batch[i : i + 16]})
            for i in range(0, len(batch), 16)]
     outputs = {name: np.concatenate([r[k] for r in raw]) for k, name in enumerate(manifest.outputs)}
-    points, _ = normalised_points(outputs, manifest)
-    pred = points * manifest.input_size - 0.5
-    gt = data.validation_points
-    io = np.linalg.norm(gt[:, OUTER_EYE_CORNERS[0]] - gt[:, OUTER_EYE_CORNERS[1]], axis=-1)
-    return float(np.mean(np.linalg.norm(pred - gt, axis=-1).mean(axis=1) / io))
+    normalised, _ = normalised_points(outputs, manifest)
+    pred = normalised * manifest.input_size - 0.5
+    io = np.linalg.norm(points[:, OUTER_EYE_CORNERS[0]] - points[:, OUTER_EYE_CORNERS[1]], axis=-1)
+    return float(np.mean(np.linalg.norm(pred - points, axis=-1).mean(axis=1) / io))
+
+
+def validation_nme(model_path: str | Path, manifest: ModelManifest, data: CalibrationData, threads: int = 1) -> float:
+    """Mean NME_io of ``model_path`` on the validation hold-out."""
+    return crop_nme(model_path, manifest, data.validation, data.validation_points, threads)
+
+
+def helen_test_text(manifest: ModelManifest, int8_path: Path, threads: int = 1) -> str:
+    """The model card's HELEN-test sentence for FP32 and INT8 (crops aligned from the five GT-derived
+    keypoints, as ``models.export --test-metrics``). Measured after the choice, never used for it."""
+    import cv2
+
+    from models.align import align_from_landmarks, transform_points
+    from models.datasets import TEST_SET, list_annotated, resolve_dataset
+
+    crops, points = [], []
+    for item in list_annotated(resolve_dataset(TEST_SET)):
+        truth = item.load_points()
+        crop = align_from_landmarks(cv2.imread(str(item.image_path)), truth, manifest.input_size)
+        crops.append(crop.image)
+        points.append(transform_points(truth, crop.matrix))
+    crops_array, points_array = np.stack(crops), np.stack(points)
+    fp32 = crop_nme(manifest.onnx_path, manifest, crops_array, points_array, threads)
+    int8 = crop_nme(int8_path, manifest, crops_array, points_array, threads)
+    return (f"; 300-W HELEN test ({len(crops)} faces, GT-aligned crops) NME_io FP32 {100 * fp32:.3f}%, "
+            f"INT8 {100 * int8:.3f}% ({100 * (int8 - fp32):+.3f} points)")
 
 
 def _session(path: str | Path, threads: int):
@@ -190,10 +219,11 @@ def quantize_file(fp32_path: str | Path, out_path: str | Path, manifest: ModelMa
 
 
 def quantize_network(manifest_path: str | Path, methods: Sequence[str] = METHODS, count: int = CALIBRATION_COUNT,
-                     reduce_range: bool = True, threads: int = 1,
+                     reduce_range: bool = True, threads: int = 1, test_metrics: bool = False,
                      say: Callable[[str], None] = print) -> ModelManifest:
     """Quantise the network of ``manifest_path`` with each calibration method, keep the best on the
-    validation hold-out as ``<name>.int8.onnx`` beside the FP32 file, and record it in the manifest."""
+    validation hold-out as ``<name>.int8.onnx`` beside the FP32 file, and record it in the manifest
+    (with ``test_metrics``, also both precisions' HELEN-test NME, measured after the choice)."""
     manifest = load_manifest(manifest_path)
     data = calibration_data(manifest.input_size, count)
     fp32_nme = validation_nme(manifest.onnx_path, manifest, data, threads)
@@ -218,13 +248,15 @@ def quantize_network(manifest_path: str | Path, methods: Sequence[str] = METHODS
         f"{int8_time['cpu_ms']:.2f} (load {os.getloadavg()[0]:.1f}); size {out.stat().st_size / 1e6:.1f} MB"
     )
     recipe = (
-        f"ONNX Runtime static quantisation, QDQ, per-channel symmetric int8 weights, asymmetric uint8 "
-        f"activations, reduce_range {reduce_range}, calibration {best} over {len(data.calibration)} aligned crops "
-        f"of the 300-W training faces (afw + helen_train minus the validation hold-out; seed {CALIBRATION_SEED}) "
-        f"from the training data path without augmentation; {len(excluded)} nodes kept in float (the layers "
-        f"from the last convolution or fully connected layer to each output, and the sampling-grid arithmetic "
-        f"of GridSample)"
+        f"ONNX Runtime static quantisation, QDQ, per-channel symmetric int8 weights "
+        f"({'7-bit range' if reduce_range else 'full range'}), asymmetric uint8 activations, calibration {best} "
+        f"over {len(data.calibration)} aligned crops of the 300-W training faces (afw + helen_train minus the "
+        f"validation hold-out; seed {CALIBRATION_SEED}) from the training data path without augmentation; "
+        f"{len(excluded)} nodes kept in float (the first convolution on the image, the layers from the last "
+        f"convolution or fully connected layer to each output, and the sampling-grid arithmetic of GridSample)"
     )
+    if test_metrics:
+        figures += helen_test_text(manifest, out, threads)
     say(f"wrote {out}: {figures}")
     # The default on the CPU only when INT8 stays within the accuracy bar on the hold-out.
     cpu_default = results[best] - fp32_nme <= ACCURACY_BAR
@@ -245,12 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-range", action="store_true",
                         help="8-bit weights (only for CPUs with AVX-512 VNNI: without it products saturate)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for calibration checks")
+    parser.add_argument("--test-metrics", action="store_true",
+                        help="also score FP32 and INT8 on HELEN test for the model card (after the choice)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         parser.error(f"unknown calibration method {unknown[0] if unknown else ''!r}; choose from {', '.join(METHODS)}")
-    quantize_network(args.assets / f"{args.model}.json", methods, args.count, not args.full_range, args.threads)
+    quantize_network(args.assets / f"{args.model}.json", methods, args.count, not args.full_range, args.threads,
+                     args.test_metrics)
     return 0
 
 

@@ -65,9 +65,13 @@ def time_mediapipe(frames: Sequence[Frame]) -> RoundTimes:
     """One pass of MediaPipe Face Mesh (video mode, one face, no iris refinement) over ``frames``."""
     from mediapipe.python.solutions import face_mesh
 
+    from models.native_logs import quiet_native_logs
+
     times = RoundTimes()
-    with face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False,
-                            min_detection_confidence=0.5, min_tracking_confidence=0.5) as mesh:
+    with quiet_native_logs(), face_mesh.FaceMesh(  # its graph logs as it starts (shown with --verbose)
+        static_image_mode=False, max_num_faces=1, refine_landmarks=False,
+        min_detection_confidence=0.5, min_tracking_confidence=0.5,
+    ) as mesh:
         for frame in frames:
             start = time.perf_counter()
             result = mesh.process(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))

@@ -6,6 +6,8 @@ stays cheap.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,8 +44,22 @@ def ort_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+THREADS_ENV = "FACETRACK_ORT_THREADS"  # intra-op threads when none are given (e.g. 1 in each batch worker)
+
+
+def default_threads() -> int | None:
+    """``$FACETRACK_ORT_THREADS`` as a thread count, or None (ORT's default: one per core)."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 class OrtRunner(Runner):
-    """An ONNX Runtime session. ``threads`` sets intra-op threads (None: ORT's default).
+    """An ONNX Runtime session. ``threads`` sets intra-op threads (None: ``$FACETRACK_ORT_THREADS``
+    if set, else ORT's default).
 
     ``spin``: let idle intra-op threads busy-wait for the next operator (ORT's default). Off
     here: the app shares a few cores with video decoding and painting, and a spinning thread
@@ -74,6 +90,7 @@ class OrtRunner(Runner):
             )
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        threads = threads if threads is not None else default_threads()
 
         check_model_file(self.model_path)
         options = onnxruntime.SessionOptions()

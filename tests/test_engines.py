@@ -1106,3 +1106,20 @@ def test_gpu_probe_reads_the_driver_answer(monkeypatch, init_status: int, count:
     assert select.nvidia_gpu_problem() == problem
     monkeypatch.setattr(select, "_load_cuda_driver", lambda: None)
     assert select.nvidia_gpu_problem() == "no NVIDIA GPU found (the NVIDIA driver is not installed)"
+
+
+def test_ort_threads_come_from_the_environment_when_not_given(model_path: Path, monkeypatch) -> None:
+    from engines.ort import THREADS_ENV, OrtRunner, default_threads
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert default_threads() == 1
+    runner = OrtRunner(model_path)
+    try:
+        assert runner._session.get_session_options().intra_op_num_threads == 1
+    finally:
+        runner.close()
+    monkeypatch.setenv(THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match=THREADS_ENV):
+        default_threads()
+    monkeypatch.delenv(THREADS_ENV)
+    assert default_threads() is None

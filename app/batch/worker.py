@@ -23,6 +23,7 @@ from app.batch.rows import ChunkRows, FaceBoxes
 from app.batch.schema import FrameRecord
 from app.pipeline_args import pipeline_from_args
 from app.sources import SourceError, TruncatedVideoError
+from engines.ort import THREADS_ENV
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ChunkResult:
 
 class ChunkWorker:
     def __init__(self, pipeline_args: argparse.Namespace) -> None:
+        # One Ray CPU per worker: one ONNX Runtime thread each, so N workers do not run N x cores threads.
+        os.environ.setdefault(THREADS_ENV, "1")
         self.pipeline = pipeline_from_args(pipeline_args, on_message=lambda m: print(m, file=sys.stderr))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 

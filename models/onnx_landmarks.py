@@ -255,11 +255,13 @@ def normalised_points(raw: dict[str, np.ndarray], manifest: ModelManifest) -> tu
         first = np.asarray(raw[m.outputs[0]], dtype=np.float32)  # DARK in float32: 3x faster than float64
         if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
             raise ValueError(f"{m.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
-        from models.heatmap_decode import decode_heatmaps, sample_maps
+        from models.heatmap_decode import decode_heatmaps
 
         options = {} if m.decode.kernel is None else {"kernel": m.decode.kernel}
         coords, confidence = decode_heatmaps(first, method=m.decode.method, **options)
         if m.has_score_maps:
+            from models.heatmap_decode import sample_maps
+
             scores = np.asarray(raw[m.outputs[1]], dtype=np.float32)
             if scores.shape != first.shape:
                 raise ValueError(f"{m.name}: score maps {scores.shape} do not match the heatmaps {first.shape}")

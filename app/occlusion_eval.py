@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.argtypes import positive_int
+from app.argtypes import non_negative_float, positive_int
 from engines.files import atomic_write
 from models.metrics import nme
 
@@ -118,11 +118,21 @@ def evaluate_occlusions(models, folder: str | Path, default_threshold: float = 0
     return summaries
 
 
+def unit_interval(text: str) -> float:
+    value = non_negative_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return value
+
+
+unit_interval.__name__ = "a number from 0 to 1"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="landmark models separated by commas (e.g. sgfa,sgfa+norepair,"
                         "r18_ffld,mnv2_sdd,dlib68,mediapipe68)")
     parser.add_argument("--dataset", default="out/occluded", help="folder made by synth-occlusions")
-    parser.add_argument("--visibility-threshold", type=float, default=0.5,
+    parser.add_argument("--visibility-threshold", type=unit_interval, default=0.5,
                         help="hidden-point call for models whose manifest gives none (default 0.5)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--limit", type=positive_int, default=None)

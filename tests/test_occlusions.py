@@ -64,3 +64,11 @@ def test_scoring_hidden_points_with_a_real_model(occluded):
     assert summary.n == len(KINDS)
     assert 0 < summary.nme_visible < summary.nme_hidden < 0.5
     assert 0.0 <= summary.hidden_auc <= 1.0 and summary.threshold == 0.5
+
+
+def test_bad_threshold_and_missing_visibility_file_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval-occlusions", "--model", "mnv2_sdd", "--visibility-threshold", "1.5"])
+    assert info.value.code == 2 and "from 0 to 1" in capsys.readouterr().err
+    assert main(["eval-occlusions", "--model", "mnv2_sdd", "--dataset", str(tmp_path)]) == 2
+    assert "visibility.json" in capsys.readouterr().err

@@ -219,7 +219,8 @@ class OnnxLandmarkModel(LandmarkModel):
         for crop, pts, conf in zip(crops, points, confidence):
             conf = np.where(np.all(np.isfinite(pts), axis=1), conf, 0.0)
             frame_points = transform_points(pts * crop.size - 0.5, crop.inverse)
-            results.append(Landmarks(points=frame_points, confidence=conf))
+            visible = conf >= self.manifest.visibility_threshold if self.manifest.has_score_maps else None
+            results.append(Landmarks(points=frame_points, confidence=conf, visible=visible))
         return results
 
     def close(self) -> None:

@@ -158,6 +158,7 @@ def test_onnx_model_confidence_is_the_score_map_and_repair_is_an_option(tmp_path
         coords, weights = task.decode(ref)
         got = plain.decode(raw, [crop])[0]
         np.testing.assert_allclose(got.confidence, weights[0], atol=1e-4)
+        assert np.array_equal(got.visible, got.confidence >= 0.5)
         fixed = repaired.decode(raw, [crop])[0]
         low = weights[0] < 0.5
         np.testing.assert_allclose(fixed.points[~low], got.points[~low], atol=1e-9)

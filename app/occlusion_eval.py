@@ -159,18 +159,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visibility-threshold", type=unit_interval, default=0.5,
                         help="hidden-point call for models whose manifest gives none (default 0.5)")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--assets", type=Path, default=None,
+                        help="folder of the networks' manifests (default: the installed assets/), e.g. a scratch export")
     parser.add_argument("--limit", type=positive_int, default=None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for occlusions.json")
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.evaluate import load_model
+    from models.registry import load_landmark_model
 
     names = [n.strip() for n in args.model.split(",") if n.strip()]
     models = []
     try:
         for name in names:
-            models.append(load_model(name, backend=args.backend, on_message=lambda t: print(t, file=sys.stderr)))
+            models.append(load_landmark_model(name, backend=args.backend, assets_dir=args.assets,
+                                              on_message=lambda t: print(t, file=sys.stderr), strict_precision=True))
         summaries = evaluate_occlusions(models, args.dataset, args.visibility_threshold, args.limit, progress=True)
     finally:
         for model in models:

@@ -1,7 +1,8 @@
 """``python -m app synth-occlusions``: an occluded test set made from HELEN test, with per-point
 hidden labels (COFW's images cannot be obtained here).
 
-Every HELEN test face (testing only: nothing is trained or tuned on it) gets one occluder,
+Every HELEN test face (testing only: nothing is trained or tuned on it; ``--source`` names
+another annotated folder, e.g. a training one to choose thresholds on) gets one occluder,
 the kinds in turn, each placed and sized from the face's own points with a seeded generator:
 
 - ``sunglasses``: two dark, slightly glossy lenses over the eyes joined by a bridge;
@@ -257,11 +258,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N faces (by name)")
+    parser.add_argument("--source", default=TEST_SET,
+                        help=f"annotated faces to occlude (default {TEST_SET}; a training folder such as 300w/afw "
+                             "gives a set to choose a visibility threshold on)")
     parser.add_argument("--sheet", action="store_true", help="also write OUT/sheet.jpg (20 samples)")
 
 
 def run(args: argparse.Namespace) -> int:
-    record = make_set(args.out, args.seed, args.limit)
+    record = make_set(args.out, args.seed, args.limit, args.source)
     faces = record["faces"].values()
     hidden = [len(f["hidden"]) for f in faces]
     print(f"wrote {len(hidden)} occluded faces to {args.out}: {np.mean(hidden):.1f} hidden points per face "

@@ -220,7 +220,8 @@ class OnnxLandmarkModel(LandmarkModel):
         for crop, pts, conf in zip(crops, points, confidence):
             conf = np.where(np.all(np.isfinite(pts), axis=1), conf, 0.0)
             frame_points = transform_points(pts * crop.size - 0.5, crop.inverse)
-            results.append(Landmarks(points=frame_points, confidence=conf))
+            visible = conf >= self.manifest.visibility_threshold if self.manifest.has_score_maps else None
+            results.append(Landmarks(points=frame_points, confidence=conf, visible=visible))
         return results
 
     def close(self) -> None:
@@ -256,11 +257,13 @@ def normalised_points(raw: dict[str, np.ndarray], manifest: ModelManifest) -> tu
         first = np.asarray(raw[m.outputs[0]], dtype=np.float32)  # DARK in float32: 3x faster than float64
         if first.ndim != 4 or first.shape[1] != NUM_LANDMARKS:
             raise ValueError(f"{m.name}: expected heatmaps (N, 68, H, W), got {first.shape}")
-        from models.heatmap_decode import decode_heatmaps, sample_maps
+        from models.heatmap_decode import decode_heatmaps
 
         options = {} if m.decode.kernel is None else {"kernel": m.decode.kernel}
         coords, confidence = decode_heatmaps(first, method=m.decode.method, **options)
         if m.has_score_maps:
+            from models.heatmap_decode import sample_maps
+
             scores = np.asarray(raw[m.outputs[1]], dtype=np.float32)
             if scores.shape != first.shape:
                 raise ValueError(f"{m.name}: score maps {scores.shape} do not match the heatmaps {first.shape}")

@@ -40,6 +40,11 @@ class ShapeDictionary:
     k: int = DEFAULT_K  # exemplars combined per repair (chosen on training shapes, see the builder)
     method: str = ""  # how the exemplars were chosen (for reports)
 
+    def __post_init__(self) -> None:
+        z = _complex(np.asarray(self.exemplars, dtype=np.float64))
+        object.__setattr__(self, "complex", z)  # (K, 68) x + iy, computed once
+        object.__setattr__(self, "squared", np.abs(z) ** 2)
+
     @classmethod
     def load(cls, path: str | Path) -> "ShapeDictionary":
         path = Path(path)
@@ -62,7 +67,7 @@ class ShapeDictionary:
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class Repair:
     points: np.ndarray  # (68, 2) the prediction with the low-weight points replaced
-    reconstruction: np.ndarray  # (68, 2) the dictionary's reconstruction of the whole shape
+    reconstruction: np.ndarray | None  # (68, 2) the dictionary's reconstruction; None when no point needed it
     replaced: np.ndarray  # (68,) bool: which points were replaced
 
 
@@ -84,6 +89,17 @@ def align_to(shapes: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tup
     return aligned, residual
 
 
+def residuals(dictionary: ShapeDictionary, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean squared residual (K,) of every exemplar aligned to the (68,) complex
+    ``target`` (what ``align_to`` gives, from three matrix-vector products)."""
+    w = weights / weights.sum()
+    yc = target - target @ w
+    mx = dictionary.complex @ w
+    sxy = np.conj(dictionary.complex) @ (w * yc)  # the weighted centred target sums to 0
+    sxx = np.maximum(dictionary.squared @ w - np.abs(mx) ** 2, 1e-12)
+    return (np.abs(yc) ** 2) @ w - np.abs(sxy) ** 2 / sxx
+
+
 def voting_weights(weights: np.ndarray, threshold: float) -> np.ndarray:
     """The weights the fit uses: points under ``threshold`` do not vote, unless fewer than
     ``MIN_VOTES`` would remain (then every point votes with its own weight)."""
@@ -100,9 +116,8 @@ def reconstruct(points: np.ndarray, weights: np.ndarray, dictionary: ShapeDictio
     nearest exemplars under ``weights`` (68,) (already the voting weights)."""
     k = dictionary.k if k is None else max(1, min(int(k), len(dictionary.exemplars)))
     target = _complex(np.asarray(points, dtype=np.float64))
-    aligned, residual = align_to(_complex(dictionary.exemplars), target, weights)
-    nearest = np.argsort(residual, kind="stable")[:k]
-    basis = aligned[nearest]  # (k, 68) complex, in the prediction's frame
+    nearest = np.argsort(residuals(dictionary, target, weights), kind="stable")[:k]
+    basis, _ = align_to(dictionary.complex[nearest], target, weights)  # (k, 68) complex, the prediction's frame
     # min sum_i w_i |sum_j c_j basis_ji - target_i|^2 + ridge |c - 1/k|^2, sum_j c_j = 1 (real c)
     sw = np.sqrt(weights / weights.sum())
     a = np.concatenate([(basis.real * sw).T, (basis.imag * sw).T])  # (136, k)
@@ -126,8 +141,10 @@ def repair(points: np.ndarray, weights: np.ndarray, dictionary: ShapeDictionary,
     if points.shape != (NUM_LANDMARKS, 2) or weights.shape != (NUM_LANDMARKS,):
         raise ValueError(f"repair needs (68, 2) points and (68,) weights, got {points.shape} and {weights.shape}")
     finite = np.all(np.isfinite(points), axis=1)
+    replaced = ~finite | (np.nan_to_num(weights, nan=0.0) < threshold)
+    if not replaced.any():  # every point visible: nothing to reconstruct (the usual frame)
+        return Repair(points.copy(), None, replaced)
     votes = voting_weights(np.where(finite, weights, 0.0), threshold)
     safe = np.where(finite[:, None], points, 0.0)
     shape = reconstruct(safe, np.where(finite, votes, 0.0), dictionary, k)
-    replaced = ~finite | (np.nan_to_num(weights, nan=0.0) < threshold)
     return Repair(np.where(replaced[:, None], shape, points), shape, replaced)

@@ -49,10 +49,12 @@ class AlignedCrop:
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class Landmarks:
-    """68 points and a per-point confidence in [0, 1]."""
+    """68 points and a per-point confidence in [0, 1]; ``visible`` (68,) bool where the model
+    says which points it sees (SGFA: confidence at least its visibility threshold), else None."""
 
     points: np.ndarray  # (68, 2)
     confidence: np.ndarray = field(default_factory=lambda: np.ones(68))  # (68,)
+    visible: np.ndarray | None = None  # (68,) bool, or None: the model does not tell
 
     @property
     def mean_confidence(self) -> float:

@@ -12,6 +12,15 @@ from models.datasets import TEST_SET
 from models.pts import read_pts
 
 
+def test_best_f1_threshold():
+    from app.occlusion_eval import best_f1_threshold
+
+    threshold, f1 = best_f1_threshold(np.array([0.1, 0.2, 0.3, 0.8, 0.9]), np.array([1, 1, 0, 0, 0], bool))
+    assert f1 == 1.0 and 0.2 < threshold < 0.3
+    threshold, f1 = best_f1_threshold(np.array([0.1, 0.1, 0.5]), np.array([1, 0, 0], bool))
+    assert f1 == pytest.approx(2 / 3) and 0.1 < threshold < 0.5
+
+
 def test_roc_auc_known_values():
     labels = np.array([0, 0, 1, 1], bool)
     assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), labels) == 1.0
@@ -64,3 +73,11 @@ def test_scoring_hidden_points_with_a_real_model(occluded):
     assert summary.n == len(KINDS)
     assert 0 < summary.nme_visible < summary.nme_hidden < 0.5
     assert 0.0 <= summary.hidden_auc <= 1.0 and summary.threshold == 0.5
+
+
+def test_bad_threshold_and_missing_visibility_file_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval-occlusions", "--model", "mnv2_sdd", "--visibility-threshold", "1.5"])
+    assert info.value.code == 2 and "from 0 to 1" in capsys.readouterr().err
+    assert main(["eval-occlusions", "--model", "mnv2_sdd", "--dataset", str(tmp_path)]) == 2
+    assert "visibility.json" in capsys.readouterr().err

@@ -81,12 +81,12 @@ def dictionary():
 
 def test_repair_brings_corrupted_helen_test_regions_back(helen_test_shapes, dictionary):
     """Every HELEN test shape, each of the seven regions corrupted by 0.2-0.5 inter-ocular
-    distances and given weight 0: the repair puts them back within 7% of the inter-ocular
+    distances and given weight 0: the repair puts them back within 5.5% of the inter-ocular
     distance on average (docs/RESULTS.md), and leaves the weight-1 points exactly where they were."""
     result = repair_errors(helen_test_shapes, dictionary, dictionary.k)
     assert result["cases"] == len(helen_test_shapes) * len(REGIONS)
     assert result["corrupted"] > 0.3
-    assert result["repaired"] < 0.07
+    assert result["repaired"] < 0.055
     assert result["others_moved"] == 0.0
 
 
@@ -102,7 +102,7 @@ def test_repair_is_similarity_invariant_and_keeps_confident_points(helen_test_sh
     angle, scale, shift = 0.4, 1.7, np.array([30.0, -12.0])
     rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     moved = repair(bad @ rot.T + shift, weights, dictionary)
-    np.testing.assert_allclose(moved.points, fixed.points @ rot.T + shift, atol=1e-6)
+    np.testing.assert_allclose(moved.points, fixed.points @ rot.T + shift, atol=0.01)  # px, on ~500 px faces
     iod = np.linalg.norm(shape[OUTER_EYE_CORNERS[0]] - shape[OUTER_EYE_CORNERS[1]])
     assert np.linalg.norm(fixed.points - shape, axis=1).max() < 0.2 * iod
 
@@ -157,7 +157,8 @@ def test_onnx_model_confidence_is_the_score_map_and_repair_is_an_option(tmp_path
         np.testing.assert_allclose(np.concatenate([raw["heatmaps"], raw["scores"]], 1), ref, atol=1e-4)
         coords, weights = task.decode(ref)
         got = plain.decode(raw, [crop])[0]
-        np.testing.assert_allclose(got.confidence, weights, atol=1e-4)
+        np.testing.assert_allclose(got.confidence, weights[0], atol=1e-4)
+        assert np.array_equal(got.visible, got.confidence >= 0.5)
         fixed = repaired.decode(raw, [crop])[0]
         low = weights[0] < 0.5
         np.testing.assert_allclose(fixed.points[~low], got.points[~low], atol=1e-9)

@@ -233,9 +233,9 @@ def test_stderr_has_no_native_log_lines_and_no_message_twice(talking_clip, model
     assert not [line for line in lines if any(word in line for word in native)], lines
     said = [line.removeprefix("WARNING: ") for line in lines]
     assert len(said) == len(set(said)), lines
-    if model == "r18_ffld" and not select_backend_available("tensorrt"):
+    if model == "r18_ffld" and not select_backend_available("tensorrt"):  # on the CPU, INT8 is the default
         assert said == ["TensorRT FP16 is unavailable (TensorRT is not installed).",
-                        "Running r18_ffld.onnx on ONNX Runtime CPU instead of TensorRT FP16."]
+                        "Running r18_ffld.int8.onnx on ONNX Runtime CPU instead of TensorRT FP16."]
     assert any("XNNPACK" in line for line in track("--verbose"))
 
 

@@ -116,7 +116,7 @@ def test_real_300vw_sample(data_dir, tmp_path, pipeline):
     ]  # fmt: skip
     assert rows[0]["detector_ran"] == "1" and float(rows[0]["detect_ms"]) > 0
     text = (tmp_path / "run" / "report.md").read_text()
-    assert "boxes from the blazeface detector" in text and "tracking mode" in text
+    assert "boxes from the auto detector" in text and "tracking mode" in text
     for name in ("ced_A.png", "ced_train.png", "ced_overall.png", "clips.csv", "categories.csv"):
         assert (tmp_path / "run" / name).stat().st_size > 0
 

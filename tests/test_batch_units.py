@@ -138,8 +138,10 @@ def test_the_command_reports_missing_inputs_and_refuses_empty_collections_withou
     (tmp_path / "empty").mkdir()
     assert main(["batch", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no inputs found" in capsys.readouterr().err
-    assert main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out), "--workers", "0"]) == 2
-    assert "--workers must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused at parse time, like every numeric option
+        main(["batch", str(tmp_path / "gone.mp4"), "--out", str(out), "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --workers: must be an integer >= 1, got '0'" in capsys.readouterr().err
 
 
 def test_face_geometry_becomes_parquet_columns():

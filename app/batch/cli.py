@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.argtypes import non_negative_int, positive_int
 from app.batch.plan import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP
 from app.pipeline_args import add_pipeline_arguments
 
@@ -24,17 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder: <input>.csv, <input>.parquet, manifest.json")
     add_pipeline_arguments(parser)
     group = parser.add_argument_group("batch")
-    group.add_argument("--workers", type=int, default=None,
+    group.add_argument("--workers", type=positive_int, default=None,
                        help="worker processes (default: the CPU cores here, or of the cluster with --address)")
     group.add_argument("--address", default=None,
                        help="a running Ray cluster (auto, ray://HOST:10001); default: start Ray on this machine")
-    group.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
+    group.add_argument("--chunk-frames", type=positive_int, default=DEFAULT_CHUNK_FRAMES,
                        help=f"frames per chunk handed to a worker (default {DEFAULT_CHUNK_FRAMES})")
-    group.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+    group.add_argument("--overlap", type=non_negative_int, default=DEFAULT_OVERLAP,
                        help="frames each chunk runs before its own, to settle and match face ids "
                        f"(default {DEFAULT_OVERLAP})")
-    group.add_argument("--max-frames", type=int, default=None, help="annotate at most this many frames of each input")
-    group.add_argument("--retries", type=int, default=3,
+    group.add_argument("--max-frames", type=positive_int, default=None, help="annotate at most this many frames of each input")
+    group.add_argument("--retries", type=non_negative_int, default=3,
                        help="worker restarts / chunk re-runs before giving up (default 3)")
 
 
@@ -44,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise RuntimeError(MISSING_EXTRA.format(error=error)) from None
     pipeline_args = argparse.Namespace(**{name: getattr(args, name) for name in pipeline_option_names()})
-    for name in ("workers", "chunk_frames"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     config = BatchConfig(
         inputs=args.inputs, out=Path(args.out), pipeline_args=pipeline_args, workers=args.workers,
         address=args.address, chunk_frames=args.chunk_frames, overlap=args.overlap, max_frames=args.max_frames,

@@ -108,8 +108,8 @@ def sample_crops(task, count: int = 8) -> np.ndarray:
                      for i in items])
 
 
-def _CoordsAndConfidence(model):
-    """torch module: the (N, 68, 3) [u_x, u_y, confidence] output of r18_ffld split in two."""
+def _split_outputs(model, split):
+    """torch module: ``model`` with its one output cut into two by ``split`` (output -> (a, b))."""
     import torch
 
     class Split(torch.nn.Module):
@@ -118,28 +118,21 @@ def _CoordsAndConfidence(model):
             self.net = model
 
         def forward(self, x):
-            out = self.net(x)
-            return out[..., :2], out[..., 2]
+            return split(self.net(x))
 
     return Split()
 
 
-def _HeatmapsAndScores(model):
-    """torch module: SGFA's (N, 136, S, S) output split into heatmaps and score maps."""
-    import torch
+def _coords_and_confidence(out):
+    """r18_ffld's (N, 68, 3) [u_x, u_y, confidence] output as coords and confidence."""
+    return out[..., :2], out[..., 2]
 
+
+def _heatmaps_and_scores(out):
+    """SGFA's (N, 136, S, S) output as heatmaps and score maps."""
     from models.landmarks68 import NUM_LANDMARKS
 
-    class Split(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = model
-
-        def forward(self, x):
-            out = self.net(x)
-            return out[:, :NUM_LANDMARKS], out[:, NUM_LANDMARKS:]
-
-    return Split()
+    return out[:, :NUM_LANDMARKS], out[:, NUM_LANDMARKS:]
 
 
 def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
@@ -150,10 +143,10 @@ def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
     if task.name == "sgfa":
         if in_graph_decode:
             raise SystemExit("--in-graph-decode is not offered for sgfa (its score maps are read at the decoded points)")
-        net = _HeatmapsAndScores(model).eval()
+        net = _split_outputs(model, _heatmaps_and_scores).eval()
         outputs = ["heatmaps", "scores"]
     elif task.name == "r18_ffld":
-        net = _CoordsAndConfidence(model).eval()
+        net = _split_outputs(model, _coords_and_confidence).eval()
         outputs = ["coords", "confidence"]
     elif in_graph_decode:
         net = torch.nn.Sequential(model, _in_graph_decoder(task)).eval()

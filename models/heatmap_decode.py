@@ -139,3 +139,10 @@ def _benchmark(runs: int = 2000) -> None:
 
 if __name__ == "__main__":
     _benchmark()
+
+
+def dark_kernel(sigma: float) -> int:
+    """DARK smoothing kernel for targets of Gaussian ``sigma`` (heatmap pixels): odd, about
+    6 sigma, at least 5."""
+    k = max(5, int(round(6 * sigma)))
+    return k if k % 2 else k + 1

@@ -60,3 +60,19 @@ def read_image(path: Path):
     image = cv2.imread(str(path))
     assert image is not None, f"could not read {path}"
     return image
+
+
+def truncated_mjpg(source: Path, path: Path, keep: float, fps: float = 30.0, max_frames: int | None = None) -> Path:
+    """Re-encode ``source`` (512x512 clips) as an MJPG ``.avi`` at ``path`` (all frames, or the first
+    ``max_frames``), then cut the file to ``keep`` of its bytes, as a copy interrupted mid-write."""
+    capture = cv2.VideoCapture(str(source))
+    writer = cv2.VideoWriter(str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (512, 512))
+    written = 0
+    while (max_frames is None or written < max_frames) and (frame := capture.read()[1]) is not None:
+        writer.write(frame)
+        written += 1
+    writer.release()
+    capture.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path

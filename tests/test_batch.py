@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 
-import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +21,7 @@ from app.batch.cli import pipeline_option_names
 from app.batch.runner import BatchConfig, BatchRunner, start_ray
 from app.cli import build_parser, main
 from app.recording import CSV_HEADER, read_landmark_csv
+from tests.conftest import truncated_mjpg
 
 pytestmark = pytest.mark.slow  # about 3.5 min on the shared 2-core machine
 
@@ -52,15 +52,8 @@ def collection(tmp_path_factory, data_dir):
     shutil.copytree(data_dir / "300vw_sample" / "001", root / "clips" / "001")
     (root / "bad").mkdir()
     (root / "bad" / "corrupt.mp4").write_bytes(os.urandom(50_000))
-    capture = cv2.VideoCapture(str(data_dir / "videos" / "talking_d12.mp4"))
-    writer = cv2.VideoWriter(str(root / "bad" / "truncated.avi"), cv2.CAP_OPENCV_MJPEG,
-                             cv2.VideoWriter_fourcc(*"MJPG"), 25, (512, 512))
-    for _ in range(60):
-        writer.write(capture.read()[1])
-    writer.release()
-    capture.release()
-    data = (root / "bad" / "truncated.avi").read_bytes()
-    (root / "bad" / "truncated.avi").write_bytes(data[: len(data) // 2])
+    truncated_mjpg(data_dir / "videos" / "talking_d12.mp4", root / "bad" / "truncated.avi", keep=0.5, fps=25,
+                   max_frames=60)
     return root
 
 

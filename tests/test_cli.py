@@ -11,6 +11,7 @@ import pytest
 
 from app.cli import main
 from app.recording import read_landmark_csv
+from tests.conftest import truncated_mjpg
 
 
 def _frame_count(path):
@@ -155,14 +156,7 @@ def test_a_full_disk_while_writing_landmarks_names_the_csv(tmp_path, talking_cli
 
 def test_a_truncated_video_gives_complete_outputs_a_summary_and_the_problems_exit_code(tmp_path, talking_clip, capsys):
     """An MJPG .avi cut to 30% of its bytes: every readable frame is tracked and recorded, then exit 3."""
-    clip = tmp_path / "cut.avi"
-    capture = cv2.VideoCapture(str(talking_clip))
-    writer = cv2.VideoWriter(str(clip), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30, (512, 512))
-    while (frame := capture.read()[1]) is not None:
-        writer.write(frame)
-    writer.release()
-    data = clip.read_bytes()
-    clip.write_bytes(data[: len(data) * 3 // 10])
+    clip = truncated_mjpg(talking_clip, tmp_path / "cut.avi", keep=0.3)
     readable = _frame_count(clip)
     video, csv = tmp_path / "o.avi", tmp_path / "o.csv"
     code = main(["track", str(clip), "--out", str(video), "--landmarks", str(csv), "--model", "mnv2_sdd"])

@@ -25,6 +25,7 @@ from app.overlay import OverlayOptions  # noqa: E402
 from app.recording import read_landmark_csv  # noqa: E402
 from app.sources import CameraSource, SourceError, VideoFileSource  # noqa: E402
 from models.registry import available_models  # noqa: E402
+from tests.conftest import truncated_mjpg  # noqa: E402
 
 START_S = 90  # first model load included, on a busy 2-core machine
 PLAY_S = 120
@@ -568,13 +569,7 @@ def test_a_full_disk_while_recording_stops_the_recording_with_a_true_figure_and_
 
 
 def test_a_truncated_video_ends_with_its_warning_in_the_status_bar(qtbot, make_window, talking_clip, tmp_path):
-    clip = tmp_path / "cut.avi"
-    capture = cv2.VideoCapture(str(talking_clip))
-    writer = cv2.VideoWriter(str(clip), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30, (512, 512))
-    while (frame := capture.read()[1]) is not None:
-        writer.write(frame)
-    writer.release()
-    clip.write_bytes(clip.read_bytes()[: clip.stat().st_size * 3 // 10])
+    clip = truncated_mjpg(talking_clip, tmp_path / "cut.avi", keep=0.3)
     window = make_window(max_speed=True)
     recorder = Recorder(window)
     window.open_video(clip)

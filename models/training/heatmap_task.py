@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.heatmap_decode import decode_heatmaps
+from models.heatmap_decode import dark_kernel, decode_heatmaps
 from models.training.checkpoint import load_run_weights
 from models.training.task import Task
 
@@ -85,9 +85,7 @@ class HeatmapTask(Task):
         return heatmap_to_crop(coords, self.stride)
 
     def decode_kernel(self) -> int:
-        """DARK smoothing kernel: odd, about 6 sigma of the target Gaussian, at least 5."""
-        k = max(5, int(round(6 * self.sigma)))
-        return k if k % 2 else k + 1
+        return dark_kernel(self.sigma)
 
     def config(self) -> dict:
         config = {"task": "heatmap", "model": self.name, "input_size": self.input_size,

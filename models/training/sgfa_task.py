@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.heatmap_decode import decode_heatmaps, sample_maps
+from models.heatmap_decode import dark_kernel, decode_heatmaps, sample_maps
 from models.landmarks68 import NUM_LANDMARKS
 from models.training.checkpoint import load_run_weights
 from models.training.heatmap_task import gaussian_heatmaps, heatmap_to_crop
@@ -112,9 +112,7 @@ class SGFATask(Task):
         return self.decode(output, method)[0]
 
     def decode_kernel(self) -> int:
-        """DARK smoothing kernel: odd, about 6 sigma of the target Gaussian, at least 5."""
-        k = max(5, int(round(6 * self.sigma)))
-        return k if k % 2 else k + 1
+        return dark_kernel(self.sigma)
 
     def config(self) -> dict:
         config = {"task": "sgfa", "model": self.name, "input_size": self.input_size,

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from app.geometry.face import FaceGeometryTracker, GeometryHandover, GeometryOptions
+from app.geometry.face import FaceGeometryTracker, GeometryOptions
 from app.geometry.pose import PoseSolver, camera_matrix
 from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
 from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
@@ -55,7 +55,6 @@ class Pipeline:
         self.tracker = FaceTracker(self.options.tracker)
         self.model = model
         self._pose_solver: PoseSolver | None = None
-        self._handover = GeometryHandover()
 
     @property
     def model(self) -> LandmarkModel:
@@ -75,7 +74,6 @@ class Pipeline:
         if detections is None and self.tracker.needs_detection():
             detections = self._detect(frame, timings)
             detector_ran = True
-        tracks_before = list(self.tracker.tracks)
         jobs = self.tracker.plan(detections)
         self.tracker.update(jobs, self._landmarks(frame, jobs, timings), shape)
         lost = self.tracker.just_lost()
@@ -88,9 +86,6 @@ class Pipeline:
             new_jobs = [job for job in self.tracker.plan(found, full_frame=False) if job.track is None]
             self.tracker.update(new_jobs, self._landmarks(frame, new_jobs, timings), shape)
         with _timed(timings, "smooth"):  # smoothing and face geometry
-            if self.options.geometry.enabled:
-                match_iou = self.options.tracker.match_iou
-                self._handover.update(tracks_before, self.tracker.tracks, frame.timestamp, match_iou)
             faces = tuple(self._face_result(track, frame) for track in self.tracker.tracks)
         return FrameResult(frame=frame, faces=faces, timings=timings, detector_ran=detector_ran)
 
@@ -108,15 +103,11 @@ class Pipeline:
         self.options = options
         self.tracker.options = options.tracker
         self._pose_solver = None
-        self._handover.clear()
-        for track in self.tracker.tracks:
-            track.smoother = None
-            track.geometry = None
+        self.tracker.forget_owned_state()
 
     def reset(self) -> None:
         """Forget all faces (a new source, or a seek)."""
         self.tracker.reset()
-        self._handover.clear()
 
     def close(self) -> None:
         self.model.close()

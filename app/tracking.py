@@ -5,7 +5,9 @@ the detector only runs on the first frame, every ``redetect_interval`` frames (t
 up new faces) and whenever a track is lost. Tracks keep their id across frames;
 detections are matched to tracks by box overlap. A face whose track was lost in the last
 ``reuse_frames`` frames gets its old id back when a new track starts where it was (a face
-turned away or blurred for a moment is the same person, not a newcomer).
+turned away or blurred for a moment is the same person, not a newcomer), and with it the
+face's geometry (``Track.geometry``: the blink baseline and the pose filter carry on; a
+blink often loses a track for a frame or two).
 """
 from __future__ import annotations
 
@@ -48,14 +50,12 @@ class Track:
         return self.landmarks.box()
 
 
-@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
+@dataclass(eq=False)  # holds an array: compared by identity
 class _LostTrack:
     track_id: int
     box: np.ndarray  # its last landmark box
+    geometry: object | None  # the lost track's geometry, handed to the track that takes its id
     age: int = 0  # frames since it was lost
-
-    def older(self) -> "_LostTrack":
-        return _LostTrack(self.track_id, self.box, self.age + 1)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,9 @@ class FaceTracker:
         """
         for track in self.tracks:
             track.detection = None
-        self._lost = [lost.older() for lost in self._lost if lost.age < self.options.reuse_frames]
+        self._lost = [lost for lost in self._lost if lost.age < self.options.reuse_frames]
+        for lost in self._lost:
+            lost.age += 1
         if detections is None:
             self._frames_since_detection += 1
             return [self._from_track(t) for t in self.tracks]
@@ -139,10 +141,10 @@ class FaceTracker:
         for job, lm in zip(jobs, landmarks):
             if self.is_lost(lm, frame_shape):
                 if job.track is not None:
-                    self._lost.append(_LostTrack(job.track.track_id, job.track.box))
+                    self._lost.append(_LostTrack(job.track.track_id, job.track.box, job.track.geometry))
                 continue
             if job.track is None:
-                track = Track(self._new_id(lm.box(), tracks), lm)
+                track = self._new_track(lm, tracks)
             else:
                 track = job.track
                 track.landmarks = lm
@@ -155,15 +157,25 @@ class FaceTracker:
         """The last boxes of the tracks lost by the latest ``update``."""
         return [lost.box for lost in self._lost if lost.age == 0]
 
-    def _new_id(self, box: np.ndarray, live: list[Track]) -> int:
-        """The id of the recently lost track at ``box`` (the best overlap), else a fresh one."""
+    def forget_owned_state(self) -> None:
+        """Drop what the pipeline keeps on tracks (smoothers, geometry), live and lost: new
+        options make it stale. The tracks and ids carry on."""
+        for track in self.tracks:
+            track.smoother = track.geometry = None
+        for lost in self._lost:
+            lost.geometry = None
+
+    def _new_track(self, landmarks: Landmarks, live: list[Track]) -> Track:
+        """A track for a new face: the id and geometry of the recently lost track at its box (the
+        best overlap), else a fresh id."""
+        box = landmarks.box()
         in_use = {t.track_id for t in live} | {t.track_id for t in self.tracks}
         candidates = [lost for lost in self._lost if lost.track_id not in in_use]
         best = max(candidates, key=lambda lost: box_iou(box, lost.box), default=None)
         if best is not None and box_iou(box, best.box) >= self.options.reuse_iou:
             self._lost.remove(best)
-            return best.track_id
-        return next(self._ids)
+            return Track(best.track_id, landmarks, geometry=best.geometry)
+        return Track(next(self._ids), landmarks)
 
     def drifted(self, track: Track, detection: Detection) -> bool:
         """Whether a track's keypoints have wandered from the detector's on the same face.

@@ -247,21 +247,36 @@ def test_tracked_pose_follows_a_turning_head():
 
 
 def test_a_face_found_again_at_the_same_place_keeps_its_geometry():
-    from app.geometry.face import GeometryHandover
-    from app.tracking import Track
+    from app.tracking import FaceTracker, TrackerOptions
+    from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
+    from models.types import Detection
 
-    def track(track_id, shift=0.0):
-        return Track(track_id, Landmarks(project(0, 0, 0) + shift, np.ones(68)))
+    shape = (720, 1280, 3)
 
-    handover = GeometryHandover(seconds=0.5)
-    old = track(1)
-    old.geometry = FaceGeometryTracker()
-    same_place, elsewhere = track(2, shift=3.0), track(3, shift=400.0)
-    handover.update([old], [elsewhere, same_place], 1.0, min_iou=0.3)
-    assert same_place.geometry is old.geometry and elsewhere.geometry is None
-    lost = track(4)
+    def seen(shift=0.0):
+        points = project(0, 0, 0) + shift
+        return points, Landmarks(points, np.ones(68))
+
+    def detection(points):
+        box = np.r_[points.min(axis=0), points.max(axis=0)]
+        return Detection(box=box, score=0.9, keypoints=keypoints_from_landmarks(points), keypoint_mask=FIVE_POINT_MASK)
+
+    tracker = FaceTracker(TrackerOptions(reuse_frames=3))
+    here, here_lm = seen()
+    there, there_lm = seen(shift=400.0)
+    tracker.update(tracker.plan([detection(here)]), [here_lm], shape)
+    geometry = tracker.tracks[0].geometry = FaceGeometryTracker()
+    tracker.update(tracker.plan(None), [Landmarks(here, np.zeros(68))], shape)  # lost (a blink)
+    tracker.update(tracker.plan([detection(there), detection(here)]), [there_lm, seen(shift=3.0)[1]], shape)
+    again = {t.track_id: t for t in tracker.tracks}
+    assert again[1].geometry is geometry and again[2].geometry is None  # same place: same face
+    tracker.forget_owned_state()
+    assert all(t.geometry is None for t in tracker.tracks)
+    lost = tracker.tracks[0]
     lost.geometry = FaceGeometryTracker()
-    handover.update([lost], [], 2.0, min_iou=0.3)
-    late = track(5)
-    handover.update([], [late], 2.6, min_iou=0.3)  # more than 0.5 s later: a fresh start
-    assert late.geometry is None
+    tracker.update(tracker.plan(None), [Landmarks(here, np.zeros(68)), there_lm], shape)
+    for _ in range(4):  # longer than reuse_frames: a fresh start
+        tracker.update(tracker.plan(None), [there_lm], shape)
+    tracker.update(tracker.plan([detection(there), detection(here)]), [there_lm, here_lm], shape)
+    late = [t for t in tracker.tracks if t.track_id != 2][0]
+    assert late.track_id == 3 and late.geometry is None

@@ -23,11 +23,9 @@ from app.geometry.blinks import BlinkDetector, BlinkOptions
 from app.geometry.openness import openness
 from app.geometry.pose import PoseOptions, PoseSolver, rotation_from_angles
 from app.smoothing import OneEuroFilter, OneEuroParams
-from app.tracking import Track, box_iou
 from app.types import FaceGeometry, HeadPose
 from models.types import Landmarks
 
-HANDOVER_S = 0.5  # s a lost face's geometry waits for a new track at the same place
 ANGLE_UNIT = 160.0  # degrees treated as one "face size" of motion
 TRANSLATION_UNIT = 150.0  # mm treated as one "face size" of motion
 
@@ -102,34 +100,3 @@ class FaceGeometryTracker:
             blink=blink,
             blink_count=self._blinks.count,
         )
-
-
-class GeometryHandover:
-    """Gives a new track the geometry of a face lost at the same place moments before.
-
-    The tracker starts a new track id when a face's landmark confidence dips under its floor and
-    the detector finds the face again, which happens during blinks (closed eyes, glare on glasses).
-    The face is the same, so its ``FaceGeometryTracker`` carries on: the blink detector keeps its
-    baseline and an open closed spell, the pose its filter and start. A lost track's geometry
-    waits ``HANDOVER_S`` seconds for a new track whose box overlaps its last box by ``min_iou``.
-    """
-
-    def __init__(self, seconds: float = HANDOVER_S) -> None:
-        self.seconds = seconds
-        self._lost: list[tuple[float, np.ndarray, FaceGeometryTracker]] = []  # (time lost, box, geometry)
-
-    def clear(self) -> None:
-        self._lost = []
-
-    def update(self, before: list[Track], after: list[Track], timestamp: float, min_iou: float) -> None:
-        """``before``/``after``: the tracks at the start and end of a frame; new ones may adopt."""
-        alive = {id(track) for track in after}
-        self._lost += [(timestamp, t.box, t.geometry) for t in before if id(t) not in alive and t.geometry is not None]
-        self._lost = [entry for entry in self._lost if 0.0 <= timestamp - entry[0] <= self.seconds]
-        for track in after:
-            if track.geometry is not None or not self._lost:
-                continue
-            overlaps = [box_iou(track.box, box) for _, box, _ in self._lost]
-            best = int(np.argmax(overlaps))
-            if overlaps[best] >= min_iou:
-                track.geometry = self._lost.pop(best)[2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -25,7 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--schedule", choices=["cosine", "onecycle"], default="cosine")
     p.add_argument("--min-lr-ratio", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: only where the CPU runs bfloat16 natively)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threads", type=int, default=2, help="torch threads; 0 = auto (1 while the CPU is shared)")
     p.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (short experiments)")
@@ -114,7 +116,13 @@ def main(argv=None) -> None:
         return
 
     from models.training.augment import AugmentConfig, load_keypoint_error
-    from models.training.loop import TrainConfig, train
+    from models.training.loop import TrainConfig, native_bf16, train
+
+    if args.bf16 is None:
+        args.bf16 = native_bf16()
+    elif args.bf16 and not native_bf16():
+        print("warning: --bf16 on a CPU without native bfloat16 is emulated and about 10x slower than "
+              "float32 here; --no-bf16 (or no option) trains in float32", file=sys.stderr)
 
     augment_cfg = AugmentConfig(jitter_scale=args.jitter_scale, rotation_deg=args.rotation, scale=args.scale,
                                 translation=args.translation,

@@ -342,3 +342,12 @@ def test_evaluate_folder_runs_the_runtime_path(tmp_path):
     result = evaluate_folder(task.build_model(), task, tmp_path, methods=("dark", "argmax"))
     assert set(result) == {"dark", "argmax"}
     assert result["dark"]["faces"] == 3 and np.isfinite(result["dark"]["nme"]) and result["dark"]["nme"] > 0
+
+
+def test_bf16_autocast_is_on_by_default_only_where_the_cpu_runs_it_natively():
+    from models.train import parse_args
+    from models.training.loop import native_bf16
+
+    assert isinstance(native_bf16(), bool)
+    assert parse_args(["--model", "mnv2_sdd", "--run", "x"]).bf16 is None  # resolved to native_bf16() at start
+    assert parse_args(["--model", "mnv2_sdd", "--run", "x", "--bf16"]).bf16 is True

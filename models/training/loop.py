@@ -28,6 +28,13 @@ from models.training.evaluate import evaluate_crops
 from models.training.task import Task
 
 
+def native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 natively (oneDNN's AVX-512 kernels). Without it, bf16
+    autocast is emulated: on the AVX2-only CPU of 2026-11-30 a mnv2_sdd step took about 55 s
+    instead of 5 s in float32 (docs/RESULTS.md, "Training speed")."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 @dataclass
 class TrainConfig:
     run: str

@@ -228,7 +228,7 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from models.manifest import DecodeOptions, ModelCard, ModelManifest, template_version
+    from models.manifest import DecodeOptions
 
     task, model, state = load_trained(args.model, args.checkpoint)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -279,31 +279,18 @@ def main(argv=None) -> dict:
         return _write_coords_manifest(args, task, model, state, onnx_path, outputs, result)
     if task.name == "sgfa":
         return _write_sgfa_manifest(args, task, model, state, onnx_path, outputs, result)
-    metrics = state.get("metrics", {})
-    val = metrics.get("val", {})
-    metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
-                   f"{100 * val['dark']['nme']:.2f}% (DARK), {100 * val['argmax']['nme']:.2f}% (argmax) "
-                   f"after epoch {state['epoch']}" if "dark" in val else "no validation metrics in the checkpoint")
-    if args.test_metrics:
-        metric_text += _helen_test_text(model, task, "dark")
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
-    manifest = ModelManifest(
-        name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
-        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
-        template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
-        decode=DecodeOptions(method="dark", kernel=task.decode_kernel(), in_graph=args.in_graph_decode),
-        coords_unit="heatmap",
-        card=ModelCard(
-            training_data=TRAINING_DATA,
-            recipe=(f"MobileNetV2 1.0 from scratch + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
-                    f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
-                    f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
-                    f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
-                    f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
-                    f"augmentation: {_augment_text(cfg['augment'])}"),
-            metrics=metric_text, training=training_text(state, args.checkpoint, t.get("init_run", ""))),
-    )
+    start = "the ImageNet MobileNetV2 1.0 weights (models/training/imagenet_init.py)" if t.get("imagenet_init") else "scratch"
+    recipe = (f"MobileNetV2 1.0 from {start} + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
+              f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
+              f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
+              f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
+              f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
+              f"augmentation: {_augment_text(cfg['augment'])}")
+    metrics = _metrics_text(args, model, task, state, {"dark": " (DARK)", "argmax": " (argmax)"})
+    manifest = _heatmap_manifest(args, task, state, onnx_path, outputs, recipe, metrics,
+                                 DecodeOptions(method="dark", kernel=task.decode_kernel(), in_graph=args.in_graph_decode))
     return _save_manifest(manifest, args, onnx_path, result)
 
 
@@ -385,6 +372,33 @@ def _helen_test_text(model, task, decode: str) -> str:
             f"{100 * test['nme']:.2f}%, median {100 * test['median']:.2f}%, failures >10% {100 * test['fr10']:.1f}%")
 
 
+def _metrics_text(args, model, task, state: dict, decodes: dict[str, str]) -> str:
+    """The card's metrics: the checkpoint's validation NME per decoding (``decodes``: the
+    validation entry's key -> its label), and HELEN test with ``--test-metrics``."""
+    val = state.get("metrics", {}).get("val", {})
+    found = [f"{100 * val[key]['nme']:.2f}%{label}" for key, label in decodes.items() if key in val]
+    text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io {', '.join(found)} "
+            f"after epoch {state['epoch']}" if found else "no validation metrics in the checkpoint")
+    if args.test_metrics:
+        text += _helen_test_text(model, task, next(iter(decodes)))
+    return text
+
+
+def _heatmap_manifest(args, task, state: dict, onnx_path: Path, outputs: list[str], recipe: str, metrics: str,
+                      decode, **extra):
+    """The manifest of a heatmap network (mnv2_sdd, sgfa): what the run-time needs, and its card."""
+    from models.manifest import ModelCard, ModelManifest, template_version
+
+    return ModelManifest(
+        name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
+        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
+        template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
+        decode=decode, coords_unit="heatmap", **extra,
+        card=ModelCard(training_data=TRAINING_DATA, recipe=recipe, metrics=metrics,
+                       training=training_text(state, args.checkpoint, state["config"]["task"].get("init_run", ""))),
+    )
+
+
 def _save_manifest(manifest, args, onnx_path: Path, result: dict) -> dict:
     from models.manifest import write_manifest
 
@@ -403,12 +417,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
     """Manifest (``coords`` kind) and model card of r18_ffld."""
     from models.manifest import ModelCard, ModelManifest, template_version
 
-    val = state.get("metrics", {}).get("val", {}).get("default")
-    metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
-                   f"{100 * val['nme']:.2f}% after epoch {state['epoch']}" if val else
-                   "no validation metrics in the checkpoint")
-    if args.test_metrics:
-        metric_text += _helen_test_text(model, task, "default")
+    metric_text = _metrics_text(args, model, task, state, {"default": ""})
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
     stage3 = ("align loss (blurred 112x112 feature patches at the estimate vs the truth)"
@@ -463,7 +472,7 @@ def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: lis
     """Manifest (heatmap kind with score maps, repair section) and model card of SGFA."""
     import shutil
 
-    from models.manifest import DecodeOptions, ModelCard, ModelManifest, RepairOptions, template_version
+    from models.manifest import DecodeOptions, RepairOptions
     from models.sgfa_repair import ShapeDictionary
 
     source = _dictionary_file(args)
@@ -471,36 +480,24 @@ def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: lis
     if source.resolve() != target.resolve():
         shutil.copyfile(source, target)
     dictionary = ShapeDictionary.load(target)
-    val = state.get("metrics", {}).get("val", {})
-    metric_text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io "
-                   f"{100 * val['dark']['nme']:.2f}% (DARK) after epoch {state['epoch']}" if "dark" in val
-                   else "no validation metrics in the checkpoint")
-    if args.test_metrics:
-        metric_text += _helen_test_text(model, task, "dark")
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
-    manifest = ModelManifest(
-        name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
-        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
-        template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
-        decode=DecodeOptions(method="dark", kernel=task.decode_kernel()), coords_unit="heatmap",
-        repair=RepairOptions(target.name, None, not args.no_repair_default),
-        visibility_threshold=args.visibility_threshold,
-        card=ModelCard(
-            training_data=TRAINING_DATA,
-            recipe=(f"SGFA from scratch: 7x7 stride-2 conv, three pre-activation bottleneck residual blocks at 64x64, "
-                    f"two branches (4-level hourglass, two residual blocks to {t['head_channels']} channels, "
-                    f"{'nearest upsampling to 128x128, ' if t['heatmap_size'] == 128 else ''}a residual block, 1x1 conv) "
-                    f"giving 68 Gaussian heatmaps (sigma {t['sigma']} px) and 68 binary score maps (radius "
-                    f"{t['score_radius']} px), {t['heatmap_size']}x{t['heatmap_size']}, 128 px input; loss "
-                    f"{t['loss']} on heatmaps{' (foreground weight ' + str(t['foreground_weight']) + ')' if t['loss'] != 'mse' else ''} "
-                    f"+ {t['score_weight']} x MSE on score maps; confidence = score map at the DARK-decoded point; "
-                    f"repair: {dictionary.method}; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
-                    f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
-                    f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
-                    f"augmentation: {_augment_text(cfg['augment'])}"),
-            metrics=metric_text, training=training_text(state, args.checkpoint, t.get("init_run", ""))),
-    )
+    recipe = (f"SGFA from scratch: 7x7 stride-2 conv, three pre-activation bottleneck residual blocks at 64x64, "
+              f"two branches (4-level hourglass, two residual blocks to {t['head_channels']} channels, "
+              f"{'nearest upsampling to 128x128, ' if t['heatmap_size'] == 128 else ''}a residual block, 1x1 conv) "
+              f"giving 68 Gaussian heatmaps (sigma {t['sigma']} px) and 68 binary score maps (radius "
+              f"{t['score_radius']} px), {t['heatmap_size']}x{t['heatmap_size']}, 128 px input; loss "
+              f"{t['loss']} on heatmaps{' (foreground weight ' + str(t['foreground_weight']) + ')' if t['loss'] != 'mse' else ''} "
+              f"+ {t['score_weight']} x MSE on score maps; confidence = score map at the DARK-decoded point; "
+              f"repair: {dictionary.method}; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
+              f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
+              f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
+              f"augmentation: {_augment_text(cfg['augment'])}")
+    metrics = _metrics_text(args, model, task, state, {"dark": " (DARK)"})
+    manifest = _heatmap_manifest(args, task, state, onnx_path, outputs, recipe, metrics,
+                                 DecodeOptions(method="dark", kernel=task.decode_kernel()),
+                                 repair=RepairOptions(target.name, None, not args.no_repair_default),
+                                 visibility_threshold=args.visibility_threshold)
     return _save_manifest(manifest, args, onnx_path, result)
 
 

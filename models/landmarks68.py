@@ -70,24 +70,31 @@ NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 FIVE_POINT_MASK = np.array([True, True, True, True, True, False])
 
 
+def _keypoint_weights() -> np.ndarray:
+    """(6, 68) averaging weights: row k averages the landmarks that make keypoint slot k."""
+    groups = (LEFT_EYE, RIGHT_EYE, (NOSE_TIP,), (MOUTH_CORNERS[0],), (MOUTH_CORNERS[1],), (62, 66))
+    weights = np.zeros((NUM_KEYPOINTS, NUM_LANDMARKS))
+    for k, group in enumerate(groups):
+        weights[k, list(group)] = 1.0 / len(group)
+    return weights
+
+
+_KEYPOINT_WEIGHTS = _keypoint_weights()
+
+
 def keypoints_from_landmarks(points: np.ndarray) -> np.ndarray:
     """The six keypoint slots derived from 68 landmarks, shape (6, 2).
 
     Eye centres are the means of the eye contours, the nose is point 30, the mouth
     corners 48 and 54, the mouth centre the mean of the inner-lip midpoints 62 and 66.
-    Training crops and tracked frames both align through these points.
+    Training crops and tracked frames both align through these points (one product with
+    fixed averaging weights: it runs for every face on every frame).
     """
     p = np.asarray(points, dtype=np.float64)
-    return np.stack(
-        [
-            p[list(LEFT_EYE)].mean(axis=0),
-            p[list(RIGHT_EYE)].mean(axis=0),
-            p[NOSE_TIP],
-            p[MOUTH_CORNERS[0]],
-            p[MOUTH_CORNERS[1]],
-            p[[62, 66]].mean(axis=0),
-        ]
-    )
+    if np.isfinite(p).all():
+        return _KEYPOINT_WEIGHTS @ p
+    # a missing point spoils only its own slot (in the product, 0 x NaN would spoil them all)
+    return np.stack([np.sum(p[w > 0] * w[w > 0, None], axis=0) for w in _KEYPOINT_WEIGHTS])
 
 
 def inter_ocular(points: np.ndarray) -> float:

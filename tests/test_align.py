@@ -73,3 +73,16 @@ def test_degenerate_points_raise_a_clear_error():
 def test_mirror_permutation_is_an_involution_that_swaps_eyes():
     assert np.array_equal(MIRROR[MIRROR], np.arange(68))
     assert MIRROR[36] == 45 and MIRROR[48] == 54 and MIRROR[8] == 8 and MIRROR[30] == 30
+
+
+def test_keypoints_from_landmarks_average_their_points_and_a_missing_point_spoils_only_its_slot():
+    from models.landmarks68 import LEFT_EYE, RIGHT_EYE, keypoints_from_landmarks
+
+    points = np.random.default_rng(0).uniform(0, 100, (68, 2))
+    expected = np.stack([points[list(LEFT_EYE)].mean(0), points[list(RIGHT_EYE)].mean(0), points[30], points[48],
+                         points[54], points[[62, 66]].mean(0)])
+    np.testing.assert_allclose(keypoints_from_landmarks(points), expected, atol=1e-12)
+    points[37] = np.nan  # a left-eye point
+    keypoints = keypoints_from_landmarks(points)
+    assert np.isnan(keypoints[0]).all() and np.isfinite(keypoints[1:]).all()
+    np.testing.assert_allclose(keypoints[1:], expected[1:], atol=1e-12)

@@ -76,7 +76,7 @@ def test_mirror_permutation_is_an_involution_that_swaps_eyes():
 
 
 def test_keypoints_from_landmarks_average_their_points_and_a_missing_point_spoils_only_its_slot():
-    from models.landmarks68 import LEFT_EYE, RIGHT_EYE, keypoints_from_landmarks
+    from models.landmarks68 import LEFT_EYE, RIGHT_EYE
 
     points = np.random.default_rng(0).uniform(0, 100, (68, 2))
     expected = np.stack([points[list(LEFT_EYE)].mean(0), points[list(RIGHT_EYE)].mean(0), points[30], points[48],

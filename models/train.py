@@ -83,6 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true", help="start over even if the run has a checkpoint")
     p.add_argument("--evaluate", type=Path, help="checkpoint to evaluate instead of training")
     p.add_argument("--eval-set", default=None, help="annotated folder for --evaluate (default: HELEN test)")
+    p.add_argument("--norm", choices=["io", "ip", "box"], default="io",
+                   help="with --evaluate: the NME's normaliser (box for AFLW2000-3D, as in the field)")
+    p.add_argument("--points", type=int, choices=[68, 51], default=68,
+                   help="with --evaluate: 51 scores the points off the jaw line")
     p.add_argument("--no-ema", action="store_true",
                    help="with --evaluate: the trained weights, not the run's weight EMA (an ablation)")
     args = p.parse_args(argv)
@@ -108,10 +112,10 @@ def main(argv=None) -> None:
         model = task.blank_model()
         model.load_state_dict(state["model"] if args.no_ema else inference_weights(state))
         folder = args.eval_set or TEST_SET
-        result = evaluate_folder(model, task, folder, methods=("dark", "argmax"))
+        result = evaluate_folder(model, task, folder, methods=("dark", "argmax"), norm=args.norm, points=args.points)
         weights = "trained" if args.no_ema or "ema" not in state else "ema"
         report = {"checkpoint": str(args.evaluate), "epoch": state["epoch"], "weights": weights, "set": folder,
-                  **result}
+                  "norm": args.norm, "points": args.points, **result}
         print(json.dumps(report, indent=1))
         return
 

@@ -339,9 +339,13 @@ def test_evaluate_folder_runs_the_runtime_path(tmp_path):
         shutil.copy(item.pts_path, tmp_path)
     torch.manual_seed(0)
     task = HeatmapTask()
-    result = evaluate_folder(task.build_model(), task, tmp_path, methods=("dark", "argmax"))
+    model = task.build_model()
+    result = evaluate_folder(model, task, tmp_path, methods=("dark", "argmax"))
     assert set(result) == {"dark", "argmax"}
     assert result["dark"]["faces"] == 3 and np.isfinite(result["dark"]["nme"]) and result["dark"]["nme"] > 0
+    box51 = evaluate_folder(model, task, tmp_path, methods=("dark",), norm="box", points=51)["dark"]
+    # the same predictions, scored on 51 points over the landmark box's side (larger than the eye distance)
+    assert box51["faces"] == 3 and 0 < box51["nme"] < result["dark"]["nme"]
 
 
 def test_bf16_autocast_is_on_by_default_only_where_the_cpu_runs_it_natively():

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.landmarks68 import INNER_51
 from models.metrics import nme_per_face, summarise
 
 
@@ -39,9 +40,11 @@ def evaluate_crops(model, task, crops: np.ndarray, points: np.ndarray, channels_
     return {m: summarise(nme_per_face(p, points)) for m, p in preds.items()}
 
 
-def evaluate_folder(model, task, folder: str | Path, methods: tuple[str, ...] = ("dark",)) -> dict:
-    """NME_io per decode method on an annotated folder through the run-time alignment path
-    (frame coordinates): ``{method: summary}``."""
+def evaluate_folder(model, task, folder: str | Path, methods: tuple[str, ...] = ("dark",), norm: str = "io",
+                    points: int = 68) -> dict:
+    """NME per decode method on an annotated folder through the run-time alignment path (frame
+    coordinates): ``{method: summary}``. ``norm``: io, ip or box (``models.metrics``); ``points``
+    68, or 51 (without the jaw line, as for AFLW2000-3D)."""
     import cv2
 
     from models.align import align_from_landmarks, transform_points
@@ -61,5 +64,6 @@ def evaluate_folder(model, task, folder: str | Path, methods: tuple[str, ...] = 
     results = {}
     for method, pred_crop in predict_crops(model, task, np.stack(crops), methods=methods).items():
         pred = np.stack([transform_points(p, inv) for p, inv in zip(pred_crop, inverses)])
-        results[method] = summarise(nme_per_face(pred, np.stack(gts)))
+        indices = None if points == 68 else INNER_51
+        results[method] = summarise(nme_per_face(pred, np.stack(gts), norm=norm, indices=indices))
     return results

@@ -123,7 +123,8 @@ def load_landmark_model(
     always runs on MediaPipe's own CPU engine and says so through ``on_message`` when
     another backend was asked for. ``flip_test``: None follows the manifest; a name ending in
     ``+flip`` (``mnv2_sdd+flip``) switches it on and keeps the suffix in the model's name, so
-    that reports tell the two apart. ``precision`` ("auto", fp32, fp16, int8; a name's
+    that reports tell the two apart. A name ending in ``.json`` is the path of a manifest
+    outside the assets (an export to compare before shipping it). ``precision`` ("auto", fp32, fp16, int8; a name's
     ``@PRECISION`` suffix overrides it) picks the file and engine precision of our networks
     (``models.onnx_landmarks``); with ``strict_precision`` one that the back-end cannot run
     raises ``engines.precision.PrecisionUnavailable`` (the command line), else the model falls
@@ -152,11 +153,15 @@ def load_landmark_model(
             on_message(f"{MEDIAPIPE68} runs on MediaPipe's own CPU engine; backend {backend!r} does not apply")
         return MediaPipe68()
     manifests = _manifest_paths(assets)
+    if name.endswith(".json"):  # a manifest outside the assets (a candidate export): loaded as it is
+        if not Path(name).is_file():
+            raise ModelFileError(f"no model manifest at {name}")
+        manifests = {name: Path(name)}
     if name in manifests:
         from models.onnx_landmarks import OnnxLandmarkModel
 
         manifest = load_manifest(manifests[name])
-        if manifest.name != name:
+        if manifest.name != name and not name.endswith(".json"):
             raise ManifestError(
                 f"{manifest.path}: field 'name' is {manifest.name!r}, expected {name!r} (the file name)"
             )

@@ -318,6 +318,15 @@ def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch)
     assert int8 is not None and (tmp_path / "assets" / "mnv2_sdd.int8.onnx").is_file()
     quantized = ort.InferenceSession(str(tmp_path / "assets" / "mnv2_sdd.int8.onnx"), providers=["CPUExecutionProvider"])
     assert quantized.run(None, {"input": np.zeros((2, 3, 192, 192), np.float32)})[0].shape == (2, 68, 48, 48)
+    # a candidate export loads by its manifest's path, at either precision, before it is shipped
+    from models.registry import ModelFileError, load_landmark_model
+
+    for name in (str(tmp_path / "assets" / "mnv2_sdd.json"), str(tmp_path / "assets" / "mnv2_sdd.json") + "@int8"):
+        model = load_landmark_model(name, backend="ort-cpu")
+        assert model.input_size == 192
+        model.close()
+    with pytest.raises(ModelFileError, match="no model manifest"):
+        load_landmark_model(str(tmp_path / "nowhere.json"))
 
 
 def test_nme_per_face_normalises_by_outer_eye_corners():

@@ -57,13 +57,25 @@ def default_threads() -> int | None:
     return int(value)
 
 
+SPIN_ENV = "FACETRACK_ORT_SPIN"  # 1: intra-op threads busy-wait between operators (ORT's own default)
+
+
+def default_spin() -> bool:
+    """``$FACETRACK_ORT_SPIN`` as a switch (1 or 0); off when unset."""
+    value = os.environ.get(SPIN_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{SPIN_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 class OrtRunner(Runner):
     """An ONNX Runtime session. ``threads`` sets intra-op threads (None: ``$FACETRACK_ORT_THREADS``
     if set, else ORT's default).
 
     ``spin``: let idle intra-op threads busy-wait for the next operator (ORT's default). Off
-    here: the app shares a few cores with video decoding and painting, and a spinning thread
-    that loses its core stalls every operator (measured in docs/RESULTS.md).
+    here unless asked for (None: ``$FACETRACK_ORT_SPIN``): the app shares a few cores with video
+    decoding and painting, and a spinning thread that loses its core stalls every operator
+    (measured in docs/RESULTS.md).
     """
 
     def __init__(
@@ -71,7 +83,7 @@ class OrtRunner(Runner):
         model_path: str | Path,
         backend: Backend | str = Backend.ORT_CPU,
         threads: int | None = None,
-        spin: bool = False,
+        spin: bool | None = None,
     ):
         import onnxruntime
 
@@ -91,6 +103,7 @@ class OrtRunner(Runner):
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
         threads = threads if threads is not None else default_threads()
+        spin = default_spin() if spin is None else spin
 
         check_model_file(self.model_path)
         options = onnxruntime.SessionOptions()

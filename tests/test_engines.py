@@ -1123,3 +1123,21 @@ def test_ort_threads_come_from_the_environment_when_not_given(model_path: Path, 
         default_threads()
     monkeypatch.delenv(THREADS_ENV)
     assert default_threads() is None
+
+
+def test_ort_spinning_comes_from_the_environment_when_not_given(model_path: Path, monkeypatch) -> None:
+    from engines.ort import SPIN_ENV, OrtRunner, default_spin
+
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    assert default_spin() is False
+    monkeypatch.setenv(SPIN_ENV, "1")
+    assert default_spin() is True
+    runner = OrtRunner(model_path)
+    try:
+        entries = runner._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        assert entries == "1"
+    finally:
+        runner.close()
+    monkeypatch.setenv(SPIN_ENV, "yes")
+    with pytest.raises(ValueError, match=SPIN_ENV):
+        default_spin()

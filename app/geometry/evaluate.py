@@ -158,7 +158,7 @@ def tracked_vs_converged(clips: list[Path], model: str | None = None, steps: int
         capture = cv2.VideoCapture(str(clip))
         size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         capture.release()
-        solver = PoseSolver(camera_matrix(*size))
+        solver, reference = PoseSolver(camera_matrix(*size)), PoseSolver(camera_matrix(*size))
         previous, diffs = None, []
         for lm in landmarks:
             weights = solver.weights(lm.confidence)
@@ -169,7 +169,7 @@ def tracked_vs_converged(clips: list[Path], model: str | None = None, steps: int
             )
             converged = None
             if ok:
-                converged = solver.refine(lm.points, weights * use, rvec.reshape(3), tvec.reshape(3), steps)
+                converged = reference.refine(lm.points, weights * use, rvec.reshape(3), tvec.reshape(3), steps)
             if previous is not None and converged is not None:
                 diffs.append(np.subtract((previous.yaw, previous.pitch, previous.roll),
                                          (converged.yaw, converged.pitch, converged.roll)))
@@ -179,6 +179,7 @@ def tracked_vs_converged(clips: list[Path], model: str | None = None, steps: int
             "mean": dict(zip(("yaw", "pitch", "roll"), diffs.mean(axis=0).round(3).tolist())),
             "p95": dict(zip(("yaw", "pitch", "roll"), np.percentile(diffs, 95, axis=0).round(3).tolist())),
             "max": dict(zip(("yaw", "pitch", "roll"), diffs.max(axis=0).round(2).tolist())),
+            "projections_per_frame": round(solver.projections / max(1, len(landmarks)), 2),
         }
     return out
 

@@ -146,6 +146,7 @@ class PoseSolver:
         self._dist = np.zeros(5)
         self._jaw_scale = jaw_scale(self.options.jaw_weight)
         self._focal = float(self.camera[0, 0])
+        self.projections = 0  # cv2.projectPoints calls so far (the bench reports them per frame)
 
     def weights(self, confidence: np.ndarray) -> np.ndarray:
         """The per-point weights ``solve`` uses for these confidences (``point_weights`` with the options)."""
@@ -198,6 +199,7 @@ class PoseSolver:
         best = None  # (weighted squared error, rvec, tvec, residual, jacobian)
         for step in range(steps + 1):
             projected, jacobian = cv2.projectPoints(self.model, rvec, tvec, self.camera, self._dist)
+            self.projections += 1
             residual = projected.reshape(-1) - target
             cost = float(w2 @ (residual * residual))
             if best is None or cost < best[0]:

@@ -124,8 +124,8 @@ def load_landmark_model(
     another backend was asked for. ``flip_test``: None follows the manifest; a name ending in
     ``+flip`` (``mnv2_sdd+flip``) switches it on and keeps the suffix in the model's name, so
     that reports tell the two apart. A name ending in ``.json`` is the path of a manifest
-    outside the assets (an export to compare before shipping it). ``precision`` ("auto", fp32, fp16, int8; a name's
-    ``@PRECISION`` suffix overrides it) picks the file and engine precision of our networks
+    outside the assets (an export to compare before shipping it). ``precision`` ("auto", fp32,
+    fp16, int8; a name's ``@PRECISION`` suffix overrides it) picks the file and engine precision of our networks
     (``models.onnx_landmarks``); with ``strict_precision`` one that the back-end cannot run
     raises ``engines.precision.PrecisionUnavailable`` (the command line), else the model falls
     back to the back-end's default precision with a message (the window).
@@ -152,16 +152,15 @@ def load_landmark_model(
         if backend not in ("auto", None, "mediapipe") and on_message is not None:
             on_message(f"{MEDIAPIPE68} runs on MediaPipe's own CPU engine; backend {backend!r} does not apply")
         return MediaPipe68()
-    manifests = _manifest_paths(assets)
-    if name.endswith(".json"):  # a manifest outside the assets (a candidate export): loaded as it is
-        if not Path(name).is_file():
-            raise ModelFileError(f"no model manifest at {name}")
-        manifests = {name: Path(name)}
+    by_path = name.endswith(".json")  # a manifest outside the assets (a candidate export): loaded as it is
+    if by_path and not Path(name).is_file():
+        raise ModelFileError(f"no model manifest at {name}")
+    manifests = {name: Path(name)} if by_path else _manifest_paths(assets)
     if name in manifests:
         from models.onnx_landmarks import OnnxLandmarkModel
 
         manifest = load_manifest(manifests[name])
-        if manifest.name != name and not name.endswith(".json"):
+        if manifest.name != name and not by_path:
             raise ManifestError(
                 f"{manifest.path}: field 'name' is {manifest.name!r}, expected {name!r} (the file name)"
             )

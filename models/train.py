@@ -13,6 +13,7 @@ from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from models.metrics import NORMALISERS
     from models.training.augment import DETECTOR_ERROR_FILE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -83,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true", help="start over even if the run has a checkpoint")
     p.add_argument("--evaluate", type=Path, help="checkpoint to evaluate instead of training")
     p.add_argument("--eval-set", default=None, help="annotated folder for --evaluate (default: HELEN test)")
-    p.add_argument("--norm", choices=["io", "ip", "box"], default="io",
+    p.add_argument("--norm", choices=NORMALISERS, default="io",
                    help="with --evaluate: the NME's normaliser (box for AFLW2000-3D, as in the field)")
     p.add_argument("--points", type=int, choices=[68, 51], default=68,
                    help="with --evaluate: 51 scores the points off the jaw line")

@@ -30,9 +30,10 @@ starts from SQPnP on the usable points (a global solver; ``_STEPS_FRESH`` steps)
 does not lower the weighted error is undone and retried with more damping, so the result is the
 best pose seen; a step smaller than ``_SETTLED_RAD`` / ``_SETTLED_MM`` is taken without scoring it
 and ends the refine (a face that barely moved costs one projection instead of three). A face
-with fewer than ``min_points`` usable points or a weighted reprojection error above ``max_error`` (frontal inter-ocular distances) gets no pose. The per-frame cost is
-at most ``_STEPS_TRACKED`` + 1 projections and a 6x6 solve per step, 1.9 projections on average on
-real clips (docs/RESULTS.md, "Head pose": bench).
+with fewer than ``min_points`` usable points or a weighted reprojection error above
+``max_error`` (frontal inter-ocular distances) gets no pose. The per-frame cost is at most
+``_STEPS_TRACKED`` + 1 projections and a 6x6 solve per step; on real clips 1.6-2.6 projections
+a frame (``PoseSolver.projections``; docs/RESULTS.md, "Head pose").
 
 Jaw points: 300-W marks the jaw on the visible outline, which on a turned face is not
 where the 3D jaw vertices project; ``jaw_weight`` (docs/RESULTS.md, "Head pose") lowers

@@ -29,10 +29,11 @@ gives the Jacobian), started from the same face's unsmoothed pose on the previou
 starts from SQPnP on the usable points (a global solver; ``_STEPS_FRESH`` steps). Each step that
 does not lower the weighted error is undone and retried with more damping, so the result is the
 best pose seen; a step smaller than ``_SETTLED_RAD`` / ``_SETTLED_MM`` is taken without scoring it
-and ends the refine (a face that barely moved costs one projection instead of three). A face
+and ends the refine (a face that barely moved costs one projection instead of three; from a start
+that close, one Gauss-Newton step leaves an error of the order of the step squared, under 0.02 deg). A face
 with fewer than ``min_points`` usable points or a weighted reprojection error above
 ``max_error`` (frontal inter-ocular distances) gets no pose. The per-frame cost is at most
-``_STEPS_TRACKED`` + 1 projections and a 6x6 solve per step; on real clips 1.6-2.6 projections
+``_STEPS_TRACKED`` + 1 projections and a 6x6 solve per step; on real clips 1.0-1.9 projections
 a frame (``PoseSolver.projections``; docs/RESULTS.md, "Head pose").
 
 Jaw points: 300-W marks the jaw on the visible outline, which on a turned face is not
@@ -57,9 +58,9 @@ _STEPS_TRACKED = 2  # refine steps from the previous frame's pose
 # Levenberg-Marquardt: the diagonal's extra weight (x 0.1 after the start and per better step, x 10 per worse)
 _DAMPING = 1e-2
 # a step smaller than this (radians of rotation vector, mm of translation) ends the refine unscored:
-# the start was already near the optimum (docs/RESULTS.md, "Head pose": bench)
-_SETTLED_RAD = 0.005
-_SETTLED_MM = 2.0
+# the start was already near the optimum (docs/RESULTS.md, "Head pose": tracked and bench rows)
+_SETTLED_RAD = 0.02
+_SETTLED_MM = 6.0
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ytf-fraction", type=float, default=0.5)
     p.add_argument("--val-identities", type=float, default=0.0,
                    help="also validate on every frame of this share of the ytf68 people (e.g. 0.1: about 420 faces)")
+    p.add_argument("--label-offset-x", type=float, default=0.0,
+                   help="image pixels the labels sit right of the feature (measured: 1.0 on every training source, "
+                        "docs/RESULTS.md 'Label offsets per source'); flipped samples keep the offset")
     p.add_argument("--large-pose-fraction", type=float, default=0.0,
                    help="add this share of each epoch in large-pose views (build them first: "
                         "python -m models.training.profiling --build --crop-size INPUT)")
@@ -137,7 +140,8 @@ def main(argv=None) -> None:
                       seed=args.seed, bf16=args.bf16, channels_last=args.channels_last, threads=args.threads,
                       max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
                       ytf_fraction=args.ytf_fraction, val_identity_fraction=args.val_identities,
-                      ema_decay=args.ema_decay, large_pose_fraction=args.large_pose_fraction)
+                      ema_decay=args.ema_decay, large_pose_fraction=args.large_pose_fraction,
+                      label_offset_x=args.label_offset_x)
     if args.model == "r18_ffld":
         train_r18_ffld(args, cfg, augment_cfg)
         return

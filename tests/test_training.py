@@ -88,6 +88,45 @@ def test_flip_keeps_semantic_order(real_face):
     assert np.array_equal(MIRROR[MIRROR], np.arange(68))
 
 
+@pytest.mark.parametrize("flip_prob", [0.0, 1.0])
+def test_flipped_samples_keep_the_labels_offset(real_face, flip_prob):
+    """Labels 1 image px right of the feature stay right of it in flipped samples (label_offset.py)."""
+    _, points, _, canon_points = real_face
+    v = 1.0 * canonical_matrix(points)[:, 0]  # +1 image px along the source's x axis, in canonical pixels
+    cfg = geometry_only(rotation_deg=30.0, scale=0.15, translation=0.05, flip_prob=flip_prob)
+    blank = np.zeros((CANON_SIZE, CANON_SIZE, 3), np.uint8)
+    for seed in range(4):
+        m, flip = sample_geometry(canon_points, CROP_SIZE, cfg, np.random.default_rng(seed))
+        assert flip == bool(flip_prob)
+        _, content = warp_sample(blank, canon_points, m, flip, CROP_SIZE)
+        _, kept = warp_sample(blank, canon_points + v, m, flip, CROP_SIZE, label_offset=v)
+        _, plain = warp_sample(blank, canon_points + v, m, flip, CROP_SIZE)
+        length = np.linalg.norm(m[:, :2] @ v)
+        offset = kept - content  # the same vector on every point
+        np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(offset[0]), length, rtol=1e-6)
+        assert offset[0, 0] > 0.85 * length  # right of the feature (rotation at most 30 degrees)
+        if flip:  # without the correction a flip turns the offset round
+            assert (plain - content)[0, 0] < -0.85 * length
+        else:
+            np.testing.assert_allclose(plain, kept)
+
+
+def test_label_offset_vectors_follow_each_images_canonical_scale():
+    from models.training.crop_cache import CropSet
+    from models.training.label_offset import offset_vectors
+
+    items = list_annotated(data_root() / "300w" / "afw")[:3]
+    crop_set = CropSet("300w/afw", np.zeros((3, 1, 1, 3), np.uint8), np.zeros((3, 68, 2), np.float32),
+                       [it.image_path.name for it in items])
+    vectors = offset_vectors(crop_set, 1.0, CANON_SIZE, CROP_SIZE)
+    for item, vector in zip(items, vectors):
+        m = canonical_matrix(item.load_points())
+        np.testing.assert_allclose(vector, m[:, 0], rtol=1e-5)
+    with pytest.raises(FileNotFoundError, match="no longer annotated"):
+        offset_vectors(CropSet("300w/afw", crop_set.images, crop_set.points, ["nope.jpg"]), 1.0, CANON_SIZE, CROP_SIZE)
+
+
 def test_photometric_keeps_shape_and_type(real_face):
     _, _, canon, _ = real_face
     crop = canon[64:256, 64:256].copy()

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from models.align import estimate_similarity, template_points, transform_points
+from models.training.label_offset import flipped_label_correction
 from models.landmarks68 import FIVE_POINT_MASK, MIRROR, NUM_KEYPOINTS, keypoints_from_landmarks
 
 DETECTOR_ERROR_FILE = Path(__file__).resolve().parent.parent / "detector_keypoint_error.json"
@@ -178,15 +179,20 @@ def sample_geometry(
 
 
 def warp_sample(
-    image: np.ndarray, points: np.ndarray, matrix: np.ndarray, flip: bool, size: int
+    image: np.ndarray, points: np.ndarray, matrix: np.ndarray, flip: bool, size: int,
+    label_offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Warp a canonical crop and its points; flipped points are re-ordered with MIRROR."""
+    """Warp a canonical crop and its points; flipped points are re-ordered with MIRROR and, with
+    ``label_offset`` (the labels' offset from the feature in canonical pixels), keep its sign
+    (``models.training.label_offset``)."""
     crop = cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
     out = transform_points(points, matrix)
     if flip:
         out = out[MIRROR]
+        if label_offset is not None:
+            out = out + flipped_label_correction(matrix, label_offset)
     return crop, out
 
 
@@ -233,9 +239,11 @@ def photometric(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
 
 
 def augment(
-    image: np.ndarray, points: np.ndarray, size: int, cfg: AugmentConfig, rng: np.random.Generator
+    image: np.ndarray, points: np.ndarray, size: int, cfg: AugmentConfig, rng: np.random.Generator,
+    label_offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training sample (uint8 BGR ``size`` crop, (68, 2) points) from a canonical crop."""
+    """One training sample (uint8 BGR ``size`` crop, (68, 2) points) from a canonical crop
+    (``label_offset``: see ``warp_sample``)."""
     matrix, flip = sample_geometry(points, size, cfg, rng)
-    crop, out = warp_sample(image, points, matrix, flip, size)
+    crop, out = warp_sample(image, points, matrix, flip, size, label_offset)
     return photometric(crop, cfg, rng), out

@@ -7,7 +7,8 @@ people the network has not seen); helen_test is never used here. An epoch draws 
 times plus a random ``ytf_fraction`` of the (low-resolution, integer-labelled) ytf68
 frames, plus (``large_pose_fraction`` > 0) that share of the epoch again in large-pose views
 (``models.training.profiling``), drawn from the views of training images only (never of a
-validation image).
+validation image). With ``label_offset_x`` flipped samples keep the labels' horizontal offset
+from the feature (``models.training.label_offset``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 from models.datasets import TRAIN_SETS
 from models.training.augment import AugmentConfig, augment
 from models.training.crop_cache import CROP_SIZE, CropSet, cache_geometry, canonical_offset, load_crop_set
+from models.training.label_offset import offset_vectors, view_offset_vectors
 
 W300_SETS = tuple(s for s in TRAIN_SETS if s.startswith("300w/"))
 
@@ -41,7 +43,8 @@ class Sample:
 class TrainingData:
     def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
                  ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS,
-                 val_identity_fraction: float = 0.0, large_pose_fraction: float = 0.0):
+                 val_identity_fraction: float = 0.0, large_pose_fraction: float = 0.0,
+                 label_offset_x: float = 0.0):
         self.crop_size = crop_size
         self.sets: list[CropSet] = [load_crop_set(name, *cache_geometry(crop_size)) for name in sets]
         # (set index, item index) for every image
@@ -61,6 +64,11 @@ class TrainingData:
         self.ytf_fraction = ytf_fraction
         self.large_pose_fraction = large_pose_fraction
         self.train_views = np.zeros(0, np.int64)
+        # per set: each image's label offset in canonical pixels (None: labels taken as they are)
+        self.label_offsets: list[np.ndarray | None] = [None] * len(self.sets)
+        if label_offset_x:
+            geometry = cache_geometry(crop_size)
+            self.label_offsets = [offset_vectors(s, label_offset_x, *geometry) for s in self.sets]
         if large_pose_fraction > 0:
             self._add_views()
 
@@ -71,6 +79,11 @@ class TrainingData:
         held_out = {f"{self.sets[s].name}/{self.sets[s].sources[i]}" for s, i in self.refs[self.val_ids]}
         keep = np.array([source not in held_out for source in views.sources], bool)
         first = len(self.refs)
+        if any(v is not None for v in self.label_offsets):
+            base = {f"{s.name}/{name}": v for s, vs in zip(self.sets, self.label_offsets) for name, v in zip(s.sources, vs)}
+            self.label_offsets.append(view_offset_vectors(views.sources, base))
+        else:
+            self.label_offsets.append(None)
         self.sets.append(views)
         self.refs = np.concatenate([self.refs, np.stack([np.full(len(views), len(self.sets) - 1),
                                                          np.arange(len(views))], 1)])
@@ -105,7 +118,9 @@ class TrainingData:
         crops, points = [], []
         for gid in ids:
             image, pts = self._item(gid)
-            crop, p = augment(np.asarray(image), pts, self.crop_size, cfg, rng)
+            s, i = self.refs[gid]
+            offsets = self.label_offsets[s]
+            crop, p = augment(np.asarray(image), pts, self.crop_size, cfg, rng, None if offsets is None else offsets[i])
             crops.append(crop)
             points.append(p)
         return Sample(np.stack(crops), np.stack(points).astype(np.float32))

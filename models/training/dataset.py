@@ -80,7 +80,8 @@ class TrainingData:
         keep = np.array([source not in held_out for source in views.sources], bool)
         first = len(self.refs)
         if any(v is not None for v in self.label_offsets):
-            base = {f"{s.name}/{name}": v for s, vs in zip(self.sets, self.label_offsets) for name, v in zip(s.sources, vs)}
+            base = {f"{s.name}/{name}": v
+                    for s, vs in zip(self.sets, self.label_offsets) for name, v in zip(s.sources, vs)}
             self.label_offsets.append(view_offset_vectors(views.sources, base))
         else:
             self.label_offsets.append(None)

@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label-offset-x", type=float, default=0.0,
                    help="image pixels the labels sit right of the feature (measured: 1.0 on every training source, "
                         "docs/RESULTS.md 'Label offsets per source'); flipped samples keep the offset")
+    p.add_argument("--ytf68-teacher", action="store_true",
+                   help="train on the teacher ensemble's points for ytf68 instead of its integer labels "
+                        "(models/training/teacher.py; validation keeps the labels)")
     p.add_argument("--large-pose-fraction", type=float, default=0.0,
                    help="add this share of each epoch in large-pose views (build them first: "
                         "python -m models.training.profiling --build --crop-size INPUT)")
@@ -141,7 +144,7 @@ def main(argv=None) -> None:
                       max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
                       ytf_fraction=args.ytf_fraction, val_identity_fraction=args.val_identities,
                       ema_decay=args.ema_decay, large_pose_fraction=args.large_pose_fraction,
-                      label_offset_x=args.label_offset_x)
+                      label_offset_x=args.label_offset_x, ytf68_teacher=args.ytf68_teacher)
     if args.model == "r18_ffld":
         train_r18_ffld(args, cfg, augment_cfg)
         return

@@ -127,6 +127,32 @@ def test_label_offset_vectors_follow_each_images_canonical_scale():
         offset_vectors(CropSet("300w/afw", crop_set.images, crop_set.points, ["nope.jpg"]), 1.0, CANON_SIZE, CROP_SIZE)
 
 
+def test_teacher_points_follow_the_faces_and_are_cached(tmp_path, monkeypatch):
+    """The teacher (a real shipped network here) marks each cached face where its labels are, in
+    canonical coordinates, and a second call reads the cache."""
+    from models.metrics import nme
+    from models.training.crop_cache import CropSet
+    from models.training.teacher import teacher_file, teacher_points
+
+    monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path))
+    items = list_annotated(data_root() / "300w" / "afw")[:4]
+    images, points = [], []
+    for item in items:
+        pts = item.load_points()
+        m = canonical_matrix(pts)
+        images.append(cv2.warpAffine(cv2.imread(str(item.image_path)), m, (CANON_SIZE, CANON_SIZE)))
+        points.append(transform_points(pts, m))
+    crop_set = CropSet("300w/afw", np.stack(images), np.stack(points).astype(np.float32),
+                       [it.image_path.name for it in items])
+    models = ("r18_ffld@fp32",)
+    taught = teacher_points(crop_set, models, batch=3, progress=False)
+    assert taught.shape == (4, 68, 2) and teacher_file("300w/afw", CANON_SIZE, models).is_file()
+    errors = [nme(t, p, "io") for t, p in zip(taught, crop_set.points)]  # r18_ffld was trained on afw
+    assert np.mean(errors) < 0.04 and max(errors) < 0.08, errors
+    np.save(teacher_file("300w/afw", CANON_SIZE, models), taught + 1.0)
+    np.testing.assert_allclose(teacher_points(crop_set, models), taught + 1.0)  # read back, not recomputed
+
+
 def test_photometric_keeps_shape_and_type(real_face):
     _, _, canon, _ = real_face
     crop = canon[64:256, 64:256].copy()

@@ -8,7 +8,8 @@ times plus a random ``ytf_fraction`` of the (low-resolution, integer-labelled) y
 frames, plus (``large_pose_fraction`` > 0) that share of the epoch again in large-pose views
 (``models.training.profiling``), drawn from the views of training images only (never of a
 validation image). With ``label_offset_x`` flipped samples keep the labels' horizontal offset
-from the feature (``models.training.label_offset``).
+from the feature (``models.training.label_offset``); with ``ytf68_teacher`` training samples of
+ytf68 take the teacher's points instead of the labels (``models.training.teacher``).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class TrainingData:
     def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
                  ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS,
                  val_identity_fraction: float = 0.0, large_pose_fraction: float = 0.0,
-                 label_offset_x: float = 0.0):
+                 label_offset_x: float = 0.0, ytf68_teacher: bool = False):
         self.crop_size = crop_size
         self.sets: list[CropSet] = [load_crop_set(name, *cache_geometry(crop_size)) for name in sets]
         # (set index, item index) for every image
@@ -69,8 +70,20 @@ class TrainingData:
         if label_offset_x:
             geometry = cache_geometry(crop_size)
             self.label_offsets = [offset_vectors(s, label_offset_x, *geometry) for s in self.sets]
+        # per set: points that replace the labels in training samples (validation keeps the labels)
+        self.train_points: list[np.ndarray | None] = [None] * len(self.sets)
+        if ytf68_teacher:
+            self._use_teacher("ytf68")
         if large_pose_fraction > 0:
             self._add_views()
+
+    def _use_teacher(self, name: str) -> None:
+        from models.training.teacher import teacher_points
+
+        s = [c.name for c in self.sets].index(name)
+        points = teacher_points(self.sets[s])
+        offsets = self.label_offsets[s]
+        self.train_points[s] = points if offsets is None else points + offsets[:, None, :]
 
     def _add_views(self) -> None:
         from models.training.profiling import load_views
@@ -85,6 +98,7 @@ class TrainingData:
             self.label_offsets.append(view_offset_vectors(views.sources, base))
         else:
             self.label_offsets.append(None)
+        self.train_points.append(None)
         self.sets.append(views)
         self.refs = np.concatenate([self.refs, np.stack([np.full(len(views), len(self.sets) - 1),
                                                          np.arange(len(views))], 1)])
@@ -120,6 +134,8 @@ class TrainingData:
         for gid in ids:
             image, pts = self._item(gid)
             s, i = self.refs[gid]
+            if self.train_points[s] is not None:
+                pts = self.train_points[s][i]
             offsets = self.label_offsets[s]
             crop, p = augment(np.asarray(image), pts, self.crop_size, cfg, rng, None if offsets is None else offsets[i])
             crops.append(crop)

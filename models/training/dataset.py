@@ -83,7 +83,10 @@ class TrainingData:
         s = [c.name for c in self.sets].index(name)
         points = teacher_points(self.sets[s])
         offsets = self.label_offsets[s]
-        self.train_points[s] = points if offsets is None else points + offsets[:, None, :]
+        if offsets is not None:  # the labels' convention: shift along the offsets until it matches on average
+            share = float(np.sum((self.sets[s].points - points) * offsets[:, None, :]) / (68 * np.sum(offsets**2)))
+            points = points + share * offsets[:, None, :]
+        self.train_points[s] = points
 
     def _add_views(self) -> None:
         from models.training.profiling import load_views

@@ -7,9 +7,11 @@ size); each network predicts the crop and its mirror image (``+flip``), and the 
 is the mean over the networks. Computed once per crop set and canonical size, cached as
 ``engines.files.cache_dir()/teacher/SET_cCANON_TAG.npy`` in canonical-crop coordinates.
 
-Flip averaging removes the labels' +1 px horizontal offset (``models.training.label_offset``):
-the teacher marks the feature, so ``TrainingData`` adds the offset vectors back when it keeps
-the labels' convention.
+Flip averaging removes the labels' +1 px horizontal offset (``models.training.label_offset``)
+except for what a network memorised of its own training labels (r18_ffld keeps about +0.76 px
+of it on ytf68), so when ``TrainingData`` keeps the labels' convention it shifts the teacher's
+points along each image's offset vector by the share that zeroes their mean offset from the
+set's labels (0.52 of the vector on ytf68).
 """
 from __future__ import annotations
 

@@ -281,3 +281,12 @@ def test_a_face_found_again_at_the_same_place_keeps_its_geometry():
     tracker.update(tracker.plan([detection(there), detection(here)]), [there_lm, here_lm], shape)
     late = [t for t in tracker.tracks if t.track_id != 2][0]
     assert late.track_id == 3 and late.geometry is None
+
+def test_the_default_network_closes_the_lids_on_a_hand_labelled_blink():
+    """talking_d13 frames 102-104 are a labelled blink (tests/data/blinks.json); 98-99 are open."""
+    from app.geometry.evaluate import lid_gaps
+    from models.datasets import data_root
+
+    gaps = lid_gaps(data_root() / "videos" / "talking_d13.mp4", range(98, 105), ["r18_ffld@fp32"])["gap_px"]
+    gap = gaps["r18_ffld@fp32"]
+    assert max(gap[102], gap[103], gap[104]) < 0.5 * min(gap[98], gap[99])

@@ -6,6 +6,8 @@
 ``python -m app.geometry.evaluate blinks``  detected blinks against the hand labels (tests/data/blinks.json)
 ``python -m app.geometry.evaluate tracked CLIP...``  the per-frame pose against a converged solve
 ``python -m app.geometry.evaluate bench``   milliseconds of pose + openness + blinks per face
+``python -m app.geometry.evaluate lid-gap CLIP --frames 98-105 --models A,B``  each network's lid gap in
+one shared crop per frame (why a network sees blinks or not)
 """
 from __future__ import annotations
 
@@ -309,6 +311,48 @@ def evaluate_blinks(model: str | None = None, options: GeometryOptions | None = 
     }
 
 
+# --- lid gaps -------------------------------------------------------------------------------------
+
+LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
+
+
+def lid_gaps(clip: Path, frames: range, models: list[str], reference: str = "r18_ffld@fp32",
+             crop_size: int = 192) -> dict:
+    """Mean gap of the four upper/lower lid point pairs, in pixels of a ``crop_size`` crop aligned
+    from ``reference``'s tracked points, for each of ``models`` on each of ``frames`` of ``clip``
+    (every network sees the same crop, so the gaps compare)."""
+    from app.evaluate import load_model
+    from models.align import align_from_landmarks, transform_points
+
+    tracked = track_clip(clip, reference).landmarks
+    capture = cv2.VideoCapture(str(clip))
+    images, index = {}, 0
+    while index <= frames.stop - 1:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index in frames:
+            images[index] = image
+        index += 1
+    capture.release()
+    out = {name: {} for name in models}
+    for name in models:
+        with load_model(name) as model:
+            for k, image in images.items():
+                if tracked[k] is None:
+                    continue
+                crop = align_from_landmarks(image, tracked[k].points, crop_size)
+                model_crop = align_from_landmarks(image, tracked[k].points, model.input_size)
+                points = transform_points(model.predict([model_crop])[0].points, crop.matrix)
+                out[name][k] = round(float(np.mean([np.linalg.norm(points[a] - points[b]) for a, b in LID_PAIRS])), 2)
+    return {"clip": clip.name, "crop_size": crop_size, "gap_px": out}
+
+
+def _frame_range(text: str) -> range:
+    first, _, last = text.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 # --- speed -----------------------------------------------------------------------------------------
 
 
@@ -357,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("clip", type=Path, nargs="?", default=None)
     for p in (roll, plot, sub.choices["blinks"], tracked, bench_parser):
         p.add_argument("--model", default=None)
+    gaps = sub.add_parser("lid-gap")
+    gaps.add_argument("clip", type=Path)
+    gaps.add_argument("--frames", type=_frame_range, required=True, help="FIRST-LAST (0-based, inclusive)")
+    gaps.add_argument("--models", required=True, help="comma-separated model names")
     args = parser.parse_args(argv)
     if args.command == "views":
         result = synthetic_views(args.count, noise=args.noise, options=PoseOptions(jaw_weight=args.jaw_weight))
@@ -368,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_blinks(args.model)
     elif args.command == "tracked":
         result = tracked_vs_converged(args.clips, args.model)
+    elif args.command == "lid-gap":
+        result = lid_gaps(args.clip, args.frames, args.models.split(","))
     else:
         result = bench(args.clip or data_root() / "videos" / "talking_d12.mp4", args.model)
     print(json.dumps(result, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ytf68-teacher", action="store_true",
                    help="train on the teacher ensemble's points for ytf68 instead of its integer labels "
                         "(models/training/teacher.py; validation keeps the labels)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="train every sample (views too) on W x the teacher ensemble's points + (1 - W) x "
+                        "the labels (models/training/teacher.py)")
     p.add_argument("--large-pose-fraction", type=float, default=0.0,
                    help="add this share of each epoch in large-pose views (build them first: "
                         "python -m models.training.profiling --build --crop-size INPUT)")
@@ -99,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.evaluate and not args.run:
         p.error("--run is required for training")
+    if not 0.0 <= args.distill <= 1.0:
+        p.error(f"--distill is a share of the target between 0 and 1, got {args.distill}")
     return args
 
 
@@ -144,7 +149,8 @@ def main(argv=None) -> None:
                       max_steps=args.max_steps, val_fraction=args.val_fraction, w300_repeat=args.w300_repeat,
                       ytf_fraction=args.ytf_fraction, val_identity_fraction=args.val_identities,
                       ema_decay=args.ema_decay, large_pose_fraction=args.large_pose_fraction,
-                      label_offset_x=args.label_offset_x, ytf68_teacher=args.ytf68_teacher)
+                      label_offset_x=args.label_offset_x, ytf68_teacher=args.ytf68_teacher,
+                      distill=args.distill)
     if args.model == "r18_ffld":
         train_r18_ffld(args, cfg, augment_cfg)
         return

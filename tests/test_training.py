@@ -153,6 +153,31 @@ def test_teacher_points_follow_the_faces_and_are_cached(tmp_path, monkeypatch):
     np.testing.assert_allclose(teacher_points(crop_set, models), taught + 1.0)  # read back, not recomputed
 
 
+def test_distillation_blends_teacher_and_labels_for_training_only(monkeypatch):
+    """--distill W trains on W x teacher + (1 - W) x labels; validation keeps the labels; with the
+    labels' offset kept, the teacher is first moved onto the labels' convention. (The teacher is a
+    stand-in here: the real one is tested above.)"""
+    import models.training.teacher as teacher
+    from models.training.augment import AugmentConfig
+    from models.training.dataset import TrainingData
+
+    monkeypatch.setattr(teacher, "teacher_points", lambda crop_set: crop_set.points + np.float32([2.0, 0.0]))
+    plain = TrainingData(crop_size=192, sets=("300w/afw",))
+    half = TrainingData(crop_size=192, sets=("300w/afw",), distill=0.5)
+    labels = half.sets[0].points
+    np.testing.assert_allclose(half.train_points[0], labels + np.float32([1.0, 0.0]), atol=1e-4)
+    np.testing.assert_array_equal(half.plain_batch(half.val_ids).points, plain.plain_batch(plain.val_ids).points)
+    ids = half.train_w300[:4]  # the crop is aligned from the training points, so a shift moves the content
+    none = AugmentConfig.none()
+    a, b = (d.train_batch(ids, none, np.random.default_rng(0)) for d in (half, plain))
+    np.testing.assert_allclose(a.points, b.points, atol=1e-3)
+    assert np.abs(a.crops.astype(int) - b.crops.astype(int)).mean() > 1.0
+    kept = TrainingData(crop_size=192, sets=("300w/afw",), distill=1.0, label_offset_x=1.0)
+    offsets = kept.label_offsets[0]
+    along = np.sum((kept.train_points[0] - labels) * offsets[:, None, :])
+    assert abs(along) < 1e-3 * np.sum(offsets**2)  # no mean offset from the labels along their offset
+
+
 def test_photometric_keeps_shape_and_type(real_face):
     _, _, canon, _ = real_face
     crop = canon[64:256, 64:256].copy()

@@ -9,7 +9,8 @@ frames, plus (``large_pose_fraction`` > 0) that share of the epoch again in larg
 (``models.training.profiling``), drawn from the views of training images only (never of a
 validation image). With ``label_offset_x`` flipped samples keep the labels' horizontal offset
 from the feature (``models.training.label_offset``); with ``ytf68_teacher`` training samples of
-ytf68 take the teacher's points instead of the labels (``models.training.teacher``).
+ytf68 take the teacher's points instead of the labels (``models.training.teacher``), and with
+``distill`` = w every training sample's points are w x the teacher's + (1 - w) x the labels.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class TrainingData:
     def __init__(self, val_fraction: float = 0.05, split_seed: int = 0, w300_repeat: int = 2,
                  ytf_fraction: float = 0.5, crop_size: int = CROP_SIZE, sets: tuple[str, ...] = TRAIN_SETS,
                  val_identity_fraction: float = 0.0, large_pose_fraction: float = 0.0,
-                 label_offset_x: float = 0.0, ytf68_teacher: bool = False):
+                 label_offset_x: float = 0.0, ytf68_teacher: bool = False, distill: float = 0.0):
         self.crop_size = crop_size
         self.sets: list[CropSet] = [load_crop_set(name, *cache_geometry(crop_size)) for name in sets]
         # (set index, item index) for every image
@@ -72,21 +73,25 @@ class TrainingData:
             self.label_offsets = [offset_vectors(s, label_offset_x, *geometry) for s in self.sets]
         # per set: points that replace the labels in training samples (validation keeps the labels)
         self.train_points: list[np.ndarray | None] = [None] * len(self.sets)
-        if ytf68_teacher:
-            self._use_teacher("ytf68")
+        self.distill = distill
+        for s, crop_set in enumerate(self.sets):
+            weight = 1.0 if ytf68_teacher and crop_set.name == "ytf68" else distill
+            if weight:
+                self.train_points[s] = self._taught(s, weight)
         if large_pose_fraction > 0:
             self._add_views()
 
-    def _use_teacher(self, name: str) -> None:
+    def _taught(self, s: int, weight: float) -> np.ndarray:
+        """Set ``s``'s training points: ``weight`` x the teacher's + (1 - ``weight``) x the labels."""
         from models.training.teacher import teacher_points
 
-        s = [c.name for c in self.sets].index(name)
+        labels = self.sets[s].points
         points = teacher_points(self.sets[s])
         offsets = self.label_offsets[s]
         if offsets is not None:  # the labels' convention: shift along the offsets until it matches on average
-            share = float(np.sum((self.sets[s].points - points) * offsets[:, None, :]) / (68 * np.sum(offsets**2)))
+            share = float(np.sum((labels - points) * offsets[:, None, :]) / (68 * np.sum(offsets**2)))
             points = points + share * offsets[:, None, :]
-        self.train_points[s] = points
+        return (weight * points + (1.0 - weight) * labels).astype(np.float32)
 
     def _add_views(self) -> None:
         from models.training.profiling import load_views
@@ -101,8 +106,8 @@ class TrainingData:
             self.label_offsets.append(view_offset_vectors(views.sources, base))
         else:
             self.label_offsets.append(None)
-        self.train_points.append(None)
         self.sets.append(views)
+        self.train_points.append(self._taught(len(self.sets) - 1, self.distill) if self.distill else None)
         self.refs = np.concatenate([self.refs, np.stack([np.full(len(views), len(self.sets) - 1),
                                                          np.arange(len(views))], 1)])
         self.train_views = first + np.flatnonzero(keep)

@@ -59,6 +59,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: an exponential moving average of the weights, validated and exported
     label_offset_x: float = 0.0  # image px the labels sit right of the feature; flips keep it (label_offset.py)
     ytf68_teacher: bool = False  # train on the teacher's points for ytf68 (teacher.py); validation keeps labels
+    distill: float = 0.0  # > 0: every training target is this share teacher, the rest labels (teacher.py)
 
     def resume_keys(self) -> dict:
         """What must be identical for a resumed run to continue the same schedule."""
@@ -71,7 +72,7 @@ class TrainConfig:
             d.pop("val_identity_fraction")
         if not d["large_pose_fraction"]:
             d.pop("large_pose_fraction")
-        for key in ("label_offset_x", "ytf68_teacher"):  # runs from before these options had none
+        for key in ("label_offset_x", "ytf68_teacher", "distill"):  # runs from before these options had none
             if not d[key]:
                 d.pop(key)
         return d
@@ -135,7 +136,8 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
 
     data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size,
                         val_identity_fraction=cfg.val_identity_fraction, large_pose_fraction=cfg.large_pose_fraction,
-                        label_offset_x=cfg.label_offset_x, ytf68_teacher=cfg.ytf68_teacher)
+                        label_offset_x=cfg.label_offset_x, ytf68_teacher=cfg.ytf68_teacher,
+                        distill=cfg.distill)
     val = data.plain_batch(data.val_ids)
     epoch_len = len(data.epoch_ids(np.random.default_rng(0)))
     steps = epoch_len // cfg.batch

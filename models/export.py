@@ -384,6 +384,11 @@ def _metrics_text(args, model, task, state: dict, decodes: dict[str, str]) -> st
     return text
 
 
+def learnt_label_offset(state: dict) -> float:
+    """The labels' horizontal offset the run kept through flips (``--label-offset-x``; 0 when it did not)."""
+    return float(state["config"]["train"].get("label_offset_x", 0.0))
+
+
 def _heatmap_manifest(args, task, state: dict, onnx_path: Path, outputs: list[str], recipe: str, metrics: str,
                       decode, **extra):
     """The manifest of a heatmap network (mnv2_sdd, sgfa): what the run-time needs, and its card."""
@@ -393,7 +398,7 @@ def _heatmap_manifest(args, task, state: dict, onnx_path: Path, outputs: list[st
         name=args.model, onnx=onnx_path.name, kind="heatmap", input_name="input", input_size=task.input_size,
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
         template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
-        decode=decode, coords_unit="heatmap", **extra,
+        decode=decode, coords_unit="heatmap", label_offset_x=learnt_label_offset(state), **extra,
         card=ModelCard(training_data=TRAINING_DATA, recipe=recipe, metrics=metrics,
                        training=training_text(state, args.checkpoint, state["config"]["task"].get("init_run", ""))),
     )
@@ -426,6 +431,7 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
         name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
         template_version=template_version(), coords_unit="normalized", min_confidence=args.min_confidence,
+        label_offset_x=learnt_label_offset(state),
         card=ModelCard(
             training_data=TRAINING_DATA,
             recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "

@@ -121,6 +121,9 @@ class ModelManifest:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     coords_unit: str = "normalized"
     flip_test: bool = False
+    # image px the network's points sit right of the feature (learnt from the labels' convention,
+    # models/training/label_offset.py); the flip test adds it back to the mirrored pass
+    label_offset_x: float = 0.0
     min_confidence: float = 0.0  # mean confidence under which this network's fit is not a face
     card: ModelCard = field(default_factory=ModelCard)
     int8: Int8Variant | None = None
@@ -176,6 +179,7 @@ class ModelManifest:
             "decode": {"method": self.decode.method, "in_graph": self.decode.in_graph},
             "coords_unit": self.coords_unit,
             "flip_test": self.flip_test,
+            "label_offset_x": self.label_offset_x,
             "min_confidence": self.min_confidence,
             "template_version": self.template_version,
             "card": {
@@ -336,6 +340,7 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
         ),
         coords_unit=coords_unit,
         flip_test=top.get("flip_test", bool, False),
+        label_offset_x=float(top.get("label_offset_x", (int, float), 0.0)),
         min_confidence=_unit_interval(top, "min_confidence"),
         card=ModelCard(
             training_data=card.get("training_data", str, ""),

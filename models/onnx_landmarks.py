@@ -28,7 +28,10 @@ default with a message.
 
 Flip test (manifest ``flip_test`` or the ``flip_test`` argument): the mirrored crops go
 through the same inference; their points are mirrored back (u_x -> 1 - u_x, order
-``landmarks68.MIRROR``) and averaged with the direct ones, confidences too.
+``landmarks68.MIRROR``) and averaged with the direct ones, confidences too. A network that learnt
+the labels' horizontal offset from the feature (manifest ``label_offset_x``, image pixels) puts it
+on the other side in the mirrored pass, so twice that offset (along the image's x axis in the
+crop) is added back to the mirrored points before averaging.
 """
 from __future__ import annotations
 
@@ -207,6 +210,9 @@ class OnnxLandmarkModel(LandmarkModel):
         if self.flip_test:
             mirrored = points[count:, MIRROR].copy()
             mirrored[..., 0] = 1.0 - mirrored[..., 0]
+            if self.manifest.label_offset_x:  # the mirrored pass put the learnt offset on the other side
+                offset = 2.0 * self.manifest.label_offset_x
+                mirrored += np.stack([offset * crop.matrix[:, 0] / crop.size for crop in crops])[:, None, :]
             points = (points[:count] + mirrored) / 2
             confidence = (confidence[:count] + confidence[count:, MIRROR]) / 2
         confidence = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0)

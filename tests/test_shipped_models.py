@@ -69,6 +69,27 @@ def test_flip_test_stays_close_to_the_plain_prediction(model, helen_test_dir):
     assert abs(both.nme_io - plain.nme_io) < 0.003
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_flip_test_adds_back_a_learnt_label_offset(name, tmp_path, helen_test_dir):
+    """A manifest saying the network learnt the labels' +1 px moves the flip-averaged points by
+    exactly that (the mirrored pass had it on the other side), along the image's x axis."""
+    import json
+    import os
+
+    shipped = json.loads((ASSETS_DIR / f"{name}.json").read_text())
+    shipped.pop("int8", None)
+    os.symlink(ASSETS_DIR / shipped["onnx"], tmp_path / shipped["onnx"])
+    (tmp_path / f"{name}.json").write_text(json.dumps(shipped | {"label_offset_x": 1.0}))
+    item = list_annotated(helen_test_dir)[0]
+    image = read_image(item.image_path)
+    points = {}
+    for key, path in (("plain", ASSETS_DIR / f"{name}.json"), ("offset", tmp_path / f"{name}.json")):
+        with load_landmark_model(f"{path}@fp32", backend="ort-cpu", flip_test=True) as flipped:
+            crop = align_from_landmarks(image, item.load_points(), flipped.input_size)
+            points[key] = flipped.predict([crop])[0].points
+    np.testing.assert_allclose(points["offset"] - points["plain"], np.broadcast_to([1.0, 0.0], (68, 2)), atol=1e-3)
+
+
 def test_tracks_the_talking_clip(talking_clip, model):
     with build_pipeline(model.name, backend="ort-cpu") as pipeline, open_source(str(talking_clip)) as source:
         found = sum(bool(pipeline.process(frame).faces) for frame, _ in zip(source, range(60)))

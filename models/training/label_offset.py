@@ -18,7 +18,8 @@ network learns the labels' convention instead of averaging it away. ``offset_x``
 training sources only (``models.train --label-offset-x``; HELEN test is never used).
 
 Large-pose views use the vector of the image they were rendered from (the same image pixels,
-re-warped). A flip-averaged model (``+flip`` at run time) averages the learnt offset away again.
+re-warped). Export records the offset in the manifest (``label_offset_x``), so the run-time flip
+test (``+flip``) adds it back to the mirrored pass instead of averaging it away.
 """
 from __future__ import annotations
 

@@ -322,28 +322,20 @@ def lid_gaps(clip: Path, frames: range, models: list[str], reference: str = "r18
     from ``reference``'s tracked points, for each of ``models`` on each of ``frames`` of ``clip``
     (every network sees the same crop, so the gaps compare)."""
     from app.evaluate import load_model
-    from models.align import align_from_landmarks, transform_points
+    from app.synth_clips import read_video_frames
+    from models.align import alignment_matrix, align_from_landmarks, transform_points
+    from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
 
     tracked = track_clip(clip, reference).landmarks
-    capture = cv2.VideoCapture(str(clip))
-    images, index = {}, 0
-    while index <= frames.stop - 1:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index in frames:
-            images[index] = image
-        index += 1
-    capture.release()
+    images = {k: image for k, image in read_video_frames(clip, list(frames)).items() if tracked[k] is not None}
+    shared = {k: alignment_matrix(keypoints_from_landmarks(tracked[k].points), FIVE_POINT_MASK, crop_size)
+              for k in images}  # frame -> the shared crop
     out = {name: {} for name in models}
     for name in models:
         with load_model(name) as model:
             for k, image in images.items():
-                if tracked[k] is None:
-                    continue
-                crop = align_from_landmarks(image, tracked[k].points, crop_size)
                 model_crop = align_from_landmarks(image, tracked[k].points, model.input_size)
-                points = transform_points(model.predict([model_crop])[0].points, crop.matrix)
+                points = transform_points(model.predict([model_crop])[0].points, shared[k])
                 out[name][k] = round(float(np.mean([np.linalg.norm(points[a] - points[b]) for a, b in LID_PAIRS])), 2)
     return {"clip": clip.name, "crop_size": crop_size, "gap_px": out}
 

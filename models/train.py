@@ -71,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
     g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
                    "with --s0-epochs 0 the full model starts from that run's weights without training it")
+    g.add_argument("--init-onnx", default="",
+                   help="fine-tune from the weights of this exported ONNX file (e.g. assets/r18_ffld.onnx; batch "
+                   "norms stay frozen, models/training/onnx_init.py); no S0 run, --s0-epochs is ignored")
     g.add_argument("--stage3-loss", choices=["align", "l1"], default="align")
     g.add_argument("--l2-weight", type=float, default=10.0, help="weight of the S0/S1 L2 losses")
     g.add_argument("--l2-cap", type=float, default=0.1,
@@ -170,7 +173,8 @@ def train_r18_ffld(args, cfg, augment_cfg) -> None:
     """The paper's schedule in one resumable command: the S0 baseline run (``--s0-epochs``,
     its own learning-rate schedule), then the full model (``--epochs``) from its weights.
     ``--restart`` restarts both; ``--stop-after`` counts the epochs of both runs in this call.
-    ``--s0-epochs 0 --s0-run NAME`` starts the full model from run NAME's last weights as they are."""
+    ``--s0-epochs 0 --s0-run NAME`` starts the full model from run NAME's last weights as they are;
+    ``--init-onnx FILE`` from an exported file's weights (a fine-tune of shipped weights)."""
     import dataclasses
 
     from models.training.ffld_task import FFLDTask
@@ -179,6 +183,10 @@ def train_r18_ffld(args, cfg, augment_cfg) -> None:
 
     s0_run = args.s0_run or f"{args.run}_s0"
     stop_after = args.stop_after
+    if args.init_onnx:
+        if args.s0_run:
+            raise SystemExit("--init-onnx and --s0-run are two different starts; give one")
+        args.s0_epochs = 0
     if args.s0_epochs > 0:
         s0_cfg = dataclasses.replace(cfg, run=s0_run, epochs=args.s0_epochs)
         last = run_dir(s0_run) / "last.pt"
@@ -191,7 +199,7 @@ def train_r18_ffld(args, cfg, augment_cfg) -> None:
             if stop_after <= 0:
                 return
     init_run = s0_run if args.s0_epochs > 0 or args.s0_run else ""
-    task = FFLDTask(refine=True, init_run=init_run, stage3_loss=args.stage3_loss,
+    task = FFLDTask(refine=True, init_run=init_run, init_onnx=args.init_onnx, stage3_loss=args.stage3_loss,
                     l2_weight=args.l2_weight, l2_cap=args.l2_cap, align_weight=args.align_weight,
                     align_sigma=args.align_sigma,
                     confidence_sigma=args.confidence_sigma, confidence_weight=args.confidence_weight,

@@ -255,3 +255,43 @@ def test_non_face_crops_come_from_the_street_clip():
 
     crops = non_face_crops(count=4, size=224)
     assert crops.shape == (4, 224, 224, 3) and crops.dtype == np.uint8 and crops.std() > 5
+
+
+def test_fine_tuning_starts_from_the_shipped_file_exactly(tmp_path, monkeypatch):
+    """--init-onnx: the folded batch norms come back as frozen affine maps, so the network
+    computes what the shipped file computes, trains without moving them, resumes and exports."""
+    from models.export import ort_session, sample_crops
+    from models.datasets import PROJECT_ROOT
+    from models.train import main as train_main
+    from models.training.onnx_init import FrozenBatchNorm2d, load_onnx_weights
+
+    shipped = PROJECT_ROOT / "assets" / "r18_ffld.onnx"
+    task = FFLDTask(refine=True, init_onnx=str(shipped))
+    model = task.build_model()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+    model.train()
+    assert not any(m.training for m in norms) and not any(p.requires_grad for m in norms for p in m.parameters())
+    crops = sample_crops(task, 4)
+    x = task.to_input(crops)
+    with torch.no_grad():
+        ours = model.eval()(x).numpy()
+    coords, confidence = ort_session(shipped, threads=1).run(None, {"input": x.numpy()})
+    assert np.abs(ours[..., :2] - coords).max() * 224 < 1e-3  # crop pixels
+    assert np.abs(ours[..., 2] - confidence).max() < 1e-5
+    with pytest.raises(ValueError, match="convolutions"):
+        load_onnx_weights(R18FFLD(), PROJECT_ROOT / "assets" / "mnv2_sdd.onnx", 224)
+
+    monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
+    train_main(_train_args("ft", "--init-onnx", str(shipped), "--epochs", "1", "--lr", "1e-4"))
+    state = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
+    assert state["config"]["task"]["init_onnx"] == str(shipped) and not (tmp_path / "ft_s0").exists()
+    start = model.state_dict()
+    trained = state["model"]
+    norm_keys = [f"{n}.{p}" for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+                 for p in ("weight", "bias", "running_mean", "running_var")]
+    assert len(norm_keys) == 4 * len(norms) and all(torch.equal(trained[k], start[k]) for k in norm_keys)
+    assert not torch.equal(trained["s0.weight"], start["s0.weight"])
+    blank = FFLDTask.from_config(state["config"]["task"]).blank_model()
+    blank.load_state_dict(trained)
+    assert all(isinstance(m, FrozenBatchNorm2d) for m in blank.modules() if isinstance(m, torch.nn.BatchNorm2d))

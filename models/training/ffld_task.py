@@ -94,6 +94,7 @@ def make_negatives(images: np.ndarray, rng: torch.Generator | None = None) -> np
 class FFLDTask(Task):
     refine: bool = True  # False: the S0 baseline phase
     init_run: str = ""  # training run (``checkpoint.run_dir``) whose last.pt a fresh network starts from
+    init_onnx: str = ""  # exported file whose weights a fresh network starts from, batch norms frozen
     stage3_loss: str = "align"  # "align" or "l1"
     l2_weight: float = 10.0
     l2_cap: float = 0.1  # inter-ocular units; the L2 terms grow linearly beyond
@@ -117,7 +118,7 @@ class FFLDTask(Task):
 
     @classmethod
     def from_config(cls, t: dict) -> "FFLDTask":
-        keys = ("refine", "init_run", "stage3_loss", "l2_weight", "l2_cap", "align_weight", "align_sigma",
+        keys = ("refine", "init_run", "init_onnx", "stage3_loss", "l2_weight", "l2_cap", "align_weight", "align_sigma",
                 "confidence_sigma", "confidence_weight", "negative_fraction")
         return cls(**{k: t[k] for k in keys if k in t})
 
@@ -126,15 +127,27 @@ class FFLDTask(Task):
         the mean training shape when the crop cache is there (a loaded checkpoint brings its own)."""
         from models.nets.r18_ffld import R18FFLD
 
+        if self.init_run and self.init_onnx:
+            raise ValueError("init_run and init_onnx are two different starts; give one")
         if self.init_run:
             return load_run_weights(R18FFLD(self.refine), self.init_run, "r18_ffld")
+        if self.init_onnx:
+            from models.training.onnx_init import load_onnx_weights
+
+            return load_onnx_weights(R18FFLD(self.refine), self.init_onnx, self.input_size)
         mean = mean_shape_u(self.input_size)
         return R18FFLD(self.refine, None if mean is None else torch.from_numpy(mean))
 
     def blank_model(self) -> torch.nn.Module:
-        """The network without any initialisation from data or another run (to load a checkpoint into)."""
+        """The network without any initialisation from data or another run (to load a checkpoint into);
+        with its batch norms frozen when the run fine-tunes an exported file (the same function
+        in inference mode, so export and evaluation see no difference)."""
         from models.nets.r18_ffld import R18FFLD
 
+        if self.init_onnx:
+            from models.training.onnx_init import freeze_batch_norm
+
+            return freeze_batch_norm(R18FFLD(self.refine))
         return R18FFLD(self.refine)
 
     def to_input(self, crops_bgr: np.ndarray) -> torch.Tensor:
@@ -208,7 +221,8 @@ class FFLDTask(Task):
 
     def config(self) -> dict:
         return {"task": "ffld", "model": self.name, "input_size": self.input_size, "refine": self.refine,
-                "init_run": self.init_run, "stage3_loss": self.stage3_loss, "l2_weight": self.l2_weight,
+                "init_run": self.init_run, **({"init_onnx": self.init_onnx} if self.init_onnx else {}),
+                "stage3_loss": self.stage3_loss, "l2_weight": self.l2_weight,
                 "l2_cap": self.l2_cap, "align_weight": self.align_weight, "align_sigma": self.align_sigma,
                 "confidence_sigma": self.confidence_sigma, "confidence_weight": self.confidence_weight,
                 "negative_fraction": self.negative_fraction}

@@ -1,0 +1,135 @@
+"""Start a network from the weights of an exported ONNX file, for fine-tuning shipped weights.
+
+The checkpoints of the shipped networks are not kept (they were trained on another machine);
+their ONNX files are. The exporter folds every batch norm into the convolution before it, so
+the file holds, for each convolution, W' = W * g / s and b' = beta + (b - m) * g / s. Loading
+puts W' into the convolution and turns its batch norm into the affine map x + b' (weight 1,
+bias b', running mean 0, running variance 1 - eps), which is the exported function exactly.
+
+Those batch norms then stay frozen (``FrozenBatchNorm2d``: always in inference mode, no
+trainable parameters), as detection fine-tuning does: batch statistics of an identity map would
+not match the folded features. Fully connected layers keep their names in the file
+(``net.s0.weight`` ...). Convolutions are matched in the order the network runs them (the
+order of the graph's Conv nodes) and their shapes are checked; ``load_onnx_weights`` fails
+with the first mismatch rather than loading a permutation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+_ONNX_PREFIX = "net."  # models.export wraps the network as ``net``
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """A batch norm that always normalises with its stored statistics and never learns.
+
+    It stays a ``BatchNorm2d`` (same state dict keys), so a checkpoint loads into the plain
+    network and the exporter folds it as before."""
+
+    def __init__(self, source: nn.BatchNorm2d):
+        super().__init__(source.num_features, eps=source.eps, momentum=source.momentum, affine=True,
+                         track_running_stats=True)
+        self.load_state_dict(source.state_dict())
+        self.weight.requires_grad_(False)
+        self.bias.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
+def freeze_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` with every ``BatchNorm2d`` replaced by a ``FrozenBatchNorm2d`` of the same state."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, FrozenBatchNorm2d):
+            setattr(model, name, FrozenBatchNorm2d(child))
+        else:
+            freeze_batch_norm(child)
+    return model
+
+
+def _conv_bn_pairs(model: nn.Module, input_size: int) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """Each convolution in the order a forward pass runs it, with the batch norm that reads its output."""
+    order: list[nn.Conv2d] = []
+    made_by: dict[int, nn.Conv2d] = {}
+    bn_of: dict[nn.Conv2d, nn.BatchNorm2d] = {}
+
+    def conv_hook(module, _inputs, output):
+        order.append(module)
+        made_by[id(output)] = module
+
+    def bn_hook(module, inputs):
+        conv = made_by.get(id(inputs[0]))
+        if conv is not None:
+            bn_of[conv] = module
+
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_pre_hook(bn_hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    missing = [i for i, c in enumerate(order) if c not in bn_of]
+    if missing:
+        raise ValueError(f"convolutions {missing} (forward order) are not followed by a batch norm; "
+                         "only conv + batch norm networks load from a folded ONNX file")
+    return [(c, bn_of[c]) for c in order]
+
+
+def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.Module:
+    """``model`` (eval-mode structure of the exported network) with the weights of ``onnx_path``,
+    its batch norms frozen (see the module docstring)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    init = {i.name: np.array(numpy_helper.to_array(i)) for i in graph.initializer}
+    consts = {n.output[0]: np.array(numpy_helper.to_array(n.attribute[0].t)) for n in graph.node
+              if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+
+    def tensor(name: str) -> np.ndarray:
+        if name in init:
+            return init[name]
+        if name in consts:
+            return consts[name]
+        raise ValueError(f"{onnx_path}: tensor {name!r} is neither an initializer nor a constant")
+
+    onnx_convs = [n for n in graph.node if n.op_type == "Conv"]
+    pairs = _conv_bn_pairs(model, input_size)
+    if len(onnx_convs) != len(pairs):
+        raise ValueError(f"{onnx_path} has {len(onnx_convs)} convolutions, the network {len(pairs)}")
+    with torch.no_grad():
+        for k, (node, (conv, bn)) in enumerate(zip(onnx_convs, pairs)):
+            w = tensor(node.input[1])
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if tuple(w.shape) != tuple(conv.weight.shape) or groups != conv.groups:
+                raise ValueError(f"convolution {k} ({node.name}): file {w.shape} groups {groups}, "
+                                 f"network {tuple(conv.weight.shape)} groups {conv.groups}")
+            b = tensor(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0], np.float32)
+            conv.weight.copy_(torch.from_numpy(w))
+            if conv.bias is not None:
+                conv.bias.zero_()
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        state = model.state_dict()
+        for name, value in init.items():
+            if not name.startswith(_ONNX_PREFIX):
+                continue
+            key = name[len(_ONNX_PREFIX):]
+            if key not in state:
+                raise ValueError(f"{onnx_path}: {name} has no counterpart in the network")
+            if tuple(value.shape) != tuple(state[key].shape):
+                raise ValueError(f"{name}: file {value.shape}, network {tuple(state[key].shape)}")
+            state[key].copy_(torch.from_numpy(value))
+    return freeze_batch_norm(model)

@@ -28,11 +28,46 @@ from pathlib import Path
 
 import numpy as np
 
-TRAINING_DATA = (
-    "300-W AFW + HELEN train (minus a 5% validation hold-out, seed 0) and ytf68 (YouTube Faces frames), "
-    "crops aligned to the template from the five keypoints derived from the ground truth; HELEN test never "
-    "used for training or selection"
-)
+START_CARD = "start_card.json"  # in a run folder: the card of the exported file a fine-tune started from
+
+
+def training_data_text(train: dict) -> str:
+    """The card's data sentence for a run's ``train`` configuration (hold-outs, views, teacher, labels)."""
+    held = f"minus a {100 * train.get('val_fraction', 0.05):g}% validation hold-out, seed {train.get('split_seed', 0)}"
+    ytf = "ytf68 (YouTube Faces frames"
+    if train.get("val_identity_fraction"):
+        ytf += f", minus {100 * train['val_identity_fraction']:g}% of its people held out for validation"
+    ytf += ")"
+    if train.get("ytf68_teacher"):
+        ytf += (" with the teacher's points in place of its integer labels (flip-averaged ensemble of the "
+                "shipped r18_ffld and mnv2_sdd, models/training/teacher.py)")
+    text = f"300-W AFW + HELEN train ({held}) and {ytf}"
+    if train.get("large_pose_fraction"):
+        text += (f", plus large-pose views of the training faces (Face Mesh profiling, models/training/profiling.py) "
+                 f"adding {train['large_pose_fraction']:g}x each epoch's samples")
+    text += "; crops aligned to the template from the five keypoints derived from the ground truth"
+    if train.get("label_offset_x"):
+        text += (f"; flipped samples keep the labels' +{train['label_offset_x']:g} px horizontal offset "
+                 "(models/training/label_offset.py)")
+    if train.get("distill"):
+        text += f"; every training target {train['distill']:g} teacher, the rest labels (distillation)"
+    return text + "; HELEN test and the AFLW2000-3D validation faces never used for training or selection"
+
+
+def validation_text(train: dict) -> str:
+    """What the checkpoint's validation NME was measured on."""
+    text = f"{100 * train.get('val_fraction', 0.05):g}% hold-out of 300-W afw+helen_train"
+    if train.get("val_identity_fraction"):
+        text += f" and {100 * train['val_identity_fraction']:g}% of the ytf68 people"
+    return text + ", GT-aligned crops"
+
+
+def start_card(run: str) -> dict:
+    """The card of the exported file run ``run`` fine-tuned (``START_CARD`` in its folder), or {}."""
+    from models.training.checkpoint import run_dir
+
+    path = run_dir(run) / START_CARD
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _in_graph_decoder(task):
@@ -294,9 +329,14 @@ def main(argv=None) -> dict:
     return _save_manifest(manifest, args, onnx_path, result)
 
 
-def _ffld_start_text(init_run: str) -> str:
-    """Where an r18_ffld full-model run started: an S0 baseline run, or (a continuation) the
-    full model of an earlier run."""
+def _ffld_start_text(task: dict, run: str) -> str:
+    """Where an r18_ffld full-model run started: an S0 baseline run, (a continuation) the
+    full model of an earlier run, or (a fine-tune) an exported file."""
+    init_run = task.get("init_run", "")
+    if task.get("init_onnx"):
+        card = start_card(run).get("card", {})
+        return (f"the full model fine-tuned from the weights of {task['init_onnx']} (batch norms frozen; that "
+                f"file's recipe: {card.get('recipe', 'not recorded')})")
     if not init_run:
         return "the full model from a random start (no S0 baseline run)"
     if _run_task_config(init_run).get("refine", False):
@@ -341,9 +381,14 @@ def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
         init_hours, init_epochs = run_hours(earlier)
         parts.append(f"after its starting run {earlier}: {init_epochs} epochs, {init_hours:.2f} h")
         hours += init_hours
-    return (f"trained with torch on CPU ({platform.machine()}, {os.cpu_count()} cores, no GPU), shared with other "
+    text = (f"trained with torch on CPU ({platform.machine()}, {os.cpu_count()} cores, no GPU), shared with other "
             f"work; {'; '.join(parts)}; {hours:.2f} h of training steps in total (validation and crop caching "
             f"not counted)")
+    earlier_card = start_card(run)
+    if earlier_card:
+        text += (f"; fine-tuned from {earlier_card['file']}, whose own training was: "
+                 f"{earlier_card['card'].get('training', 'not recorded')}")
+    return text
 
 
 def _starting_runs(init_run: str) -> list[str]:
@@ -377,7 +422,7 @@ def _metrics_text(args, model, task, state: dict, decodes: dict[str, str]) -> st
     validation entry's key -> its label), and HELEN test with ``--test-metrics``."""
     val = state.get("metrics", {}).get("val", {})
     found = [f"{100 * val[key]['nme']:.2f}%{label}" for key, label in decodes.items() if key in val]
-    text = (f"validation (5% hold-out of 300-W afw+helen_train, GT-aligned crops) NME_io {', '.join(found)} "
+    text = (f"validation ({validation_text(state['config']['train'])}) NME_io {', '.join(found)} "
             f"after epoch {state['epoch']}" if found else "no validation metrics in the checkpoint")
     if args.test_metrics:
         text += _helen_test_text(model, task, next(iter(decodes)))
@@ -399,7 +444,7 @@ def _heatmap_manifest(args, task, state: dict, onnx_path: Path, outputs: list[st
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
         template_version=template_version(), heatmap_size=task.heatmap_size, min_confidence=args.min_confidence,
         decode=decode, coords_unit="heatmap", label_offset_x=learnt_label_offset(state), **extra,
-        card=ModelCard(training_data=TRAINING_DATA, recipe=recipe, metrics=metrics,
+        card=ModelCard(training_data=training_data_text(state["config"]["train"]), recipe=recipe, metrics=metrics,
                        training=training_text(state, args.checkpoint, state["config"]["task"].get("init_run", ""))),
     )
 
@@ -433,10 +478,10 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
         template_version=template_version(), coords_unit="normalized", min_confidence=args.min_confidence,
         label_offset_x=learnt_label_offset(state),
         card=ModelCard(
-            training_data=TRAINING_DATA,
+            training_data=training_data_text(tr),
             recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "
                     f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
-                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t['init_run'])}: losses S0/S1 L2 / "
+                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t, tr.get('run', ''))}: losses S0/S1 L2 / "
                     f"inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
                     f"confidence = sigmoid of an auxiliary head trained towards exp(-e^2 / (2 * "
                     f"{t['confidence_sigma']}^2)) of the final error e (inter-ocular units) and 0 on synthetic "

@@ -292,6 +292,13 @@ def test_fine_tuning_starts_from_the_shipped_file_exactly(tmp_path, monkeypatch)
                  for p in ("weight", "bias", "running_mean", "running_var")]
     assert len(norm_keys) == 4 * len(norms) and all(torch.equal(trained[k], start[k]) for k in norm_keys)
     assert not torch.equal(trained["s0.weight"], start["s0.weight"])
+    kept = json.loads((tmp_path / "ft" / "start_card.json").read_text())
+    shipped_card = json.loads(shipped.with_suffix(".json").read_text())["card"]
+    assert kept["file"] == str(shipped) and kept["card"] == shipped_card and len(kept["sha256"]) == 64
+    from models.export import _ffld_start_text, training_text
+
+    assert shipped_card["recipe"] in _ffld_start_text(state["config"]["task"], "ft")
+    assert training_text(state, tmp_path / "ft" / "last.pt").endswith(shipped_card["training"])
     blank = FFLDTask.from_config(state["config"]["task"]).blank_model()
     blank.load_state_dict(trained)
     assert all(isinstance(m, FrozenBatchNorm2d) for m in blank.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -454,3 +454,18 @@ def test_bf16_autocast_is_on_by_default_only_where_the_cpu_runs_it_natively():
     assert isinstance(native_bf16(), bool)
     assert parse_args(["--model", "mnv2_sdd", "--run", "x"]).bf16 is None  # resolved to native_bf16() at start
     assert parse_args(["--model", "mnv2_sdd", "--run", "x", "--bf16"]).bf16 is True
+
+
+def test_the_model_card_states_the_training_data_options():
+    from models.export import training_data_text, validation_text
+
+    plain = {"val_fraction": 0.05, "split_seed": 0}
+    assert "views" not in training_data_text(plain) and "teacher" not in training_data_text(plain)
+    assert validation_text(plain) == "5% hold-out of 300-W afw+helen_train, GT-aligned crops"
+    full = {**plain, "val_identity_fraction": 0.1, "large_pose_fraction": 0.3, "label_offset_x": 1.0,
+            "ytf68_teacher": True, "distill": 0.5}
+    text = training_data_text(full)
+    for part in ("10% of its people held out", "teacher's points", "large-pose views", "0.3x", "+1 px",
+                 "0.5 teacher", "HELEN test and the AFLW2000-3D validation faces never used"):
+        assert part in text, part
+    assert "10% of the ytf68 people" in validation_text(full)

@@ -317,6 +317,10 @@ def main(argv=None) -> dict:
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
     start = "the ImageNet MobileNetV2 1.0 weights (models/training/imagenet_init.py)" if t.get("imagenet_init") else "scratch"
+    if t.get("init_onnx"):
+        card = start_card(tr.get("run", "")).get("card", {})
+        start = (f"the weights of {t['init_onnx']} (fine-tuned, batch norms frozen; that file's recipe: "
+                 f"{card.get('recipe', 'not recorded')})")
     recipe = (f"MobileNetV2 1.0 from {start} + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
               f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
               f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "

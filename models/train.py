@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="heatmap loss (default: mnv2_sdd awing; sgfa mse, the paper's)")
     g.add_argument("--fg-weight", type=float, default=10.0, help="extra weight on the dilated foreground")
     g.add_argument("--init-run", default="", help="start from the last.pt of this run (a continuation with a new schedule)")
+    g.add_argument("--init-onnx", default="",
+                   help="fine-tune from the weights of this exported ONNX file (e.g. assets/r18_ffld.onnx; batch "
+                   "norms stay frozen, models/training/onnx_init.py); r18_ffld: no S0 run, --s0-epochs is ignored")
     g.add_argument("--imagenet-init", action="store_true",
                    help="start the MobileNetV2 backbone from the shared ImageNet weights (TFLite, converted)")
     g = p.add_argument_group("sgfa task (also --sigma, --loss, --fg-weight, --init-run)")
@@ -71,9 +74,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
     g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
                    "with --s0-epochs 0 the full model starts from that run's weights without training it")
-    g.add_argument("--init-onnx", default="",
-                   help="fine-tune from the weights of this exported ONNX file (e.g. assets/r18_ffld.onnx; batch "
-                   "norms stay frozen, models/training/onnx_init.py); no S0 run, --s0-epochs is ignored")
     g.add_argument("--stage3-loss", choices=["align", "l1"], default="align")
     g.add_argument("--l2-weight", type=float, default=10.0, help="weight of the S0/S1 L2 losses")
     g.add_argument("--l2-cap", type=float, default=0.1,
@@ -160,12 +160,16 @@ def main(argv=None) -> None:
     options = {"sigma": args.sigma, "loss_name": args.loss}
     options = {k: v for k, v in options.items() if v is not None}
     if args.model == "sgfa":
+        if args.init_onnx:
+            raise SystemExit("--init-onnx is offered for r18_ffld and mnv2_sdd, not sgfa")
         task = build_task("sgfa", output_size=args.output_size, head_channels=args.head_channels,
                           score_radius=args.score_radius, score_weight=args.score_weight,
                           foreground_weight=args.fg_weight, init_run=args.init_run, **options)
     else:
         task = build_task(args.model, foreground_weight=args.fg_weight, init_run=args.init_run,
-                          imagenet_init=args.imagenet_init, **options)
+                          imagenet_init=args.imagenet_init, init_onnx=args.init_onnx, **options)
+        if args.init_onnx:
+            keep_start_card(args.run, Path(args.init_onnx))
     train(cfg, task, augment_cfg, restart=args.restart, stop_after=args.stop_after)
 
 

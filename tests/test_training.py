@@ -469,3 +469,25 @@ def test_the_model_card_states_the_training_data_options():
                  "0.5 teacher", "HELEN test and the AFLW2000-3D validation faces never used"):
         assert part in text, part
     assert "10% of the ytf68 people" in validation_text(full)
+
+
+def test_mnv2_sdd_fine_tunes_from_its_shipped_file_exactly():
+    """--init-onnx for the heatmap network: folded convolutions by position, the unfolded head
+    (transposed convolutions with their batch norms, the final convolution) by name."""
+    from models.datasets import PROJECT_ROOT
+    from models.export import ort_session, sample_crops
+    from models.training.onnx_init import FrozenBatchNorm2d
+    from models.training.tasks import task_from_config
+
+    shipped = PROJECT_ROOT / "assets" / "mnv2_sdd.onnx"
+    task = HeatmapTask(init_onnx=str(shipped))
+    model = task.build_model()
+    assert all(isinstance(m, FrozenBatchNorm2d) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    x = task.to_input(sample_crops(task, 2))
+    with torch.no_grad():
+        ours = model.eval()(x).numpy()
+    theirs = ort_session(shipped, threads=1).run(None, {"input": x.numpy()})[0]
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert task_from_config(task.config()).init_onnx == str(shipped)
+    with pytest.raises(ValueError, match="different starts"):
+        HeatmapTask(init_onnx=str(shipped), imagenet_init=True).build_model()

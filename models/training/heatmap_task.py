@@ -38,6 +38,7 @@ class HeatmapTask(Task):
     decode_method: str = "dark"
     init_run: str = ""  # training run whose last.pt a fresh network starts from (a continuation)
     imagenet_init: bool = False  # backbone from the shared ImageNet MobileNetV2 (models/training/imagenet_init.py)
+    init_onnx: str = ""  # exported file whose weights a fresh network starts from, batch norms frozen
 
     decode_methods = ("dark", "argmax")
 
@@ -55,13 +56,27 @@ class HeatmapTask(Task):
         self._loss = get_loss(self.loss_name)
 
     def blank_model(self) -> torch.nn.Module:
-        """The network with random weights (a checkpoint is loaded into it)."""
+        """The network with random weights (a checkpoint is loaded into it); its batch norms
+        frozen when the run fine-tunes an exported file (``models.training.onnx_init``)."""
         from models.nets import build_model
 
-        return build_model(self.name)
+        model = build_model(self.name)
+        if self.init_onnx:
+            from models.training.onnx_init import freeze_batch_norm
+
+            return freeze_batch_norm(model)
+        return model
 
     def build_model(self) -> torch.nn.Module:
-        """A fresh network to train: the weights of run ``init_run`` if set, else random."""
+        """A fresh network to train: the weights of run ``init_run``, of the exported file
+        ``init_onnx`` or of ImageNet if one is set, else random."""
+        if sum(map(bool, (self.init_run, self.init_onnx, self.imagenet_init))) > 1:
+            raise ValueError("init_run, init_onnx and imagenet_init are different starts; give one")
+        if self.init_onnx:
+            from models.nets import build_model
+            from models.training.onnx_init import load_onnx_weights
+
+            return load_onnx_weights(build_model(self.name), self.init_onnx, self.input_size)
         model = self.blank_model()
         if self.init_run:
             return load_run_weights(model, self.init_run, self.name)
@@ -93,4 +108,6 @@ class HeatmapTask(Task):
                   "foreground_weight": self.foreground_weight}
         if self.imagenet_init:
             config["imagenet_init"] = True
+        if self.init_onnx:
+            config["init_onnx"] = self.init_onnx
         return {**config, "init_run": self.init_run} if self.init_run else config

@@ -8,10 +8,12 @@ bias b', running mean 0, running variance 1 - eps), which is the exported functi
 
 Those batch norms then stay frozen (``FrozenBatchNorm2d``: always in inference mode, no
 trainable parameters), as detection fine-tuning does: batch statistics of an identity map would
-not match the folded features. Fully connected layers keep their names in the file
-(``net.s0.weight`` ...). Convolutions are matched in the order the network runs them (the
-order of the graph's Conv nodes) and their shapes are checked; ``load_onnx_weights`` fails
-with the first mismatch rather than loading a permutation.
+not match the folded features. Layers the exporter does not fold keep their names in the
+file (fully connected layers, ``net.s0.weight``; a convolution without a batch norm; a
+transposed convolution and its batch norm, whose statistics then stay as trained) and load
+by name. Folded convolutions are matched in the order the network runs them (the order of
+the graph's Conv nodes) and their shapes are checked; ``load_onnx_weights`` fails with the
+first mismatch, or when a parameter gets no value, rather than loading a permutation.
 """
 from __future__ import annotations
 
@@ -21,7 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-_ONNX_PREFIX = "net."  # models.export wraps the network as ``net``
+_ONNX_PREFIX = "net."  # models.export wraps r18_ffld and sgfa as ``net`` (output split); mnv2_sdd is bare
+
+
+def _network_key(name: str) -> str:
+    return name[len(_ONNX_PREFIX):] if name.startswith(_ONNX_PREFIX) else name
+
+
+def _set_by_folding(key: str, pairs, model: nn.Module) -> bool:
+    """Whether parameter ``key`` belongs to a folded convolution or its batch norm."""
+    folded = {id(m) for pair in pairs for m in pair}
+    owner = model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else model
+    return id(owner) in folded
 
 
 class FrozenBatchNorm2d(nn.BatchNorm2d):
@@ -53,7 +66,8 @@ def freeze_batch_norm(model: nn.Module) -> nn.Module:
 
 
 def _conv_bn_pairs(model: nn.Module, input_size: int) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-    """Each convolution in the order a forward pass runs it, with the batch norm that reads its output."""
+    """Each convolution whose output a batch norm reads, in the order a forward pass runs them,
+    with that batch norm (the pairs the exporter folds)."""
     order: list[nn.Conv2d] = []
     made_by: dict[int, nn.Conv2d] = {}
     bn_of: dict[nn.Conv2d, nn.BatchNorm2d] = {}
@@ -78,11 +92,7 @@ def _conv_bn_pairs(model: nn.Module, input_size: int) -> list[tuple[nn.Conv2d, n
         for h in handles:
             h.remove()
         model.train(was_training)
-    missing = [i for i, c in enumerate(order) if c not in bn_of]
-    if missing:
-        raise ValueError(f"convolutions {missing} (forward order) are not followed by a batch norm; "
-                         "only conv + batch norm networks load from a folded ONNX file")
-    return [(c, bn_of[c]) for c in order]
+    return [(c, bn_of[c]) for c in order if c in bn_of]
 
 
 def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.Module:
@@ -103,12 +113,15 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
             return consts[name]
         raise ValueError(f"{onnx_path}: tensor {name!r} is neither an initializer nor a constant")
 
-    onnx_convs = [n for n in graph.node if n.op_type == "Conv"]
+    state = model.state_dict()
+    named = {_network_key(name): value for name, value in init.items() if _network_key(name) in state}
+    folded = [n for n in graph.node if n.op_type == "Conv" and _network_key(n.input[1]) not in state]
     pairs = _conv_bn_pairs(model, input_size)
-    if len(onnx_convs) != len(pairs):
-        raise ValueError(f"{onnx_path} has {len(onnx_convs)} convolutions, the network {len(pairs)}")
+    if len(folded) != len(pairs):
+        raise ValueError(f"{onnx_path} has {len(folded)} folded convolutions, the network {len(pairs)} "
+                         "convolutions followed by a batch norm")
     with torch.no_grad():
-        for k, (node, (conv, bn)) in enumerate(zip(onnx_convs, pairs)):
+        for k, (node, (conv, bn)) in enumerate(zip(folded, pairs)):
             w = tensor(node.input[1])
             groups = next((a.i for a in node.attribute if a.name == "group"), 1)
             if tuple(w.shape) != tuple(conv.weight.shape) or groups != conv.groups:
@@ -122,14 +135,11 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
             bn.bias.copy_(torch.from_numpy(b))
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)
-        state = model.state_dict()
-        for name, value in init.items():
-            if not name.startswith(_ONNX_PREFIX):
-                continue
-            key = name[len(_ONNX_PREFIX):]
-            if key not in state:
-                raise ValueError(f"{onnx_path}: {name} has no counterpart in the network")
+        for key, value in named.items():
             if tuple(value.shape) != tuple(state[key].shape):
-                raise ValueError(f"{name}: file {value.shape}, network {tuple(state[key].shape)}")
+                raise ValueError(f"{key}: file {value.shape}, network {tuple(state[key].shape)}")
             state[key].copy_(torch.from_numpy(value))
+        unset = [k for k, v in model.named_parameters() if k not in named and not _set_by_folding(k, pairs, model)]
+        if unset:
+            raise ValueError(f"{onnx_path} holds no value for {unset[:5]}{' ...' if len(unset) > 5 else ''}")
     return freeze_batch_norm(model)

@@ -24,4 +24,5 @@ def task_from_config(t: dict) -> Task:
     if t.get("task") == "sgfa":
         return SGFATask.from_config(t)
     return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"],
-                       init_run=t.get("init_run", ""), imagenet_init=t.get("imagenet_init", False))
+                       init_run=t.get("init_run", ""), imagenet_init=t.get("imagenet_init", False),
+                       init_onnx=t.get("init_onnx", ""))

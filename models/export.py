@@ -62,6 +62,11 @@ def validation_text(train: dict) -> str:
     return text + ", GT-aligned crops"
 
 
+def _start_file_text(kept: dict) -> str:
+    """The started-from file by digest, since the file at that path may since have been replaced."""
+    return f"sha256 {kept['sha256'][:12]}" if kept.get("sha256") else "digest not recorded"
+
+
 def start_card(run: str) -> dict:
     """The card of the exported file run ``run`` fine-tuned (``START_CARD`` in its folder), or {}."""
     from models.training.checkpoint import run_dir
@@ -319,8 +324,8 @@ def main(argv=None) -> dict:
     start = "the ImageNet MobileNetV2 1.0 weights (models/training/imagenet_init.py)" if t.get("imagenet_init") else "scratch"
     if t.get("init_onnx"):
         card = start_card(tr.get("run", "")).get("card", {})
-        start = (f"the weights of {t['init_onnx']} (fine-tuned, batch norms frozen; that file's recipe: "
-                 f"{card.get('recipe', 'not recorded')})")
+        start = (f"the weights of {t['init_onnx']} ({_start_file_text(start_card(tr.get('run', '')))}; fine-tuned, "
+                 f"batch norms frozen; that file's recipe: {card.get('recipe', 'not recorded')})")
     recipe = (f"MobileNetV2 1.0 from {start} + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
               f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
               f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
@@ -338,9 +343,9 @@ def _ffld_start_text(task: dict, run: str) -> str:
     full model of an earlier run, or (a fine-tune) an exported file."""
     init_run = task.get("init_run", "")
     if task.get("init_onnx"):
-        card = start_card(run).get("card", {})
-        return (f"the full model fine-tuned from the weights of {task['init_onnx']} (batch norms frozen; that "
-                f"file's recipe: {card.get('recipe', 'not recorded')})")
+        kept = start_card(run)
+        return (f"the full model fine-tuned from the weights of {task['init_onnx']} ({_start_file_text(kept)}; "
+                f"batch norms frozen; that file's recipe: {kept.get('card', {}).get('recipe', 'not recorded')})")
     if not init_run:
         return "the full model from a random start (no S0 baseline run)"
     if _run_task_config(init_run).get("refine", False):
@@ -390,7 +395,7 @@ def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
             f"not counted)")
     earlier_card = start_card(run)
     if earlier_card:
-        text += (f"; fine-tuned from {earlier_card['file']}, whose own training was: "
+        text += (f"; fine-tuned from {earlier_card['file']} ({_start_file_text(earlier_card)}), whose own training was: "
                  f"{earlier_card['card'].get('training', 'not recorded')}")
     return text
 
@@ -483,7 +488,8 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
         label_offset_x=learnt_label_offset(state),
         card=ModelCard(
             training_data=training_data_text(tr),
-            recipe=(f"quarter-width ResNet18 (16-32-64-128) from scratch, 224 px input, FC regression of 68 points "
+            recipe=(f"quarter-width ResNet18 (16-32-64-128){'' if t.get('init_onnx') else ' from scratch'}, 224 px "
+                    f"input, FC regression of 68 points "
                     f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
                     f"1x1 channel selection to 4 channels); {_ffld_start_text(t, tr.get('run', ''))}: losses S0/S1 L2 / "
                     f"inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "

@@ -79,11 +79,12 @@ def test_flip_test_adds_back_a_learnt_label_offset(name, tmp_path, helen_test_di
     shipped = json.loads((ASSETS_DIR / f"{name}.json").read_text())
     shipped.pop("int8", None)
     os.symlink(ASSETS_DIR / shipped["onnx"], tmp_path / shipped["onnx"])
-    (tmp_path / f"{name}.json").write_text(json.dumps(shipped | {"label_offset_x": 1.0}))
+    for key, offset in (("plain", 0.0), ("offset", 1.0)):
+        (tmp_path / f"{key}.json").write_text(json.dumps(shipped | {"label_offset_x": offset}))
     item = list_annotated(helen_test_dir)[0]
     image = read_image(item.image_path)
     points = {}
-    for key, path in (("plain", ASSETS_DIR / f"{name}.json"), ("offset", tmp_path / f"{name}.json")):
+    for key, path in (("plain", tmp_path / "plain.json"), ("offset", tmp_path / "offset.json")):
         with load_landmark_model(f"{path}@fp32", backend="ort-cpu", flip_test=True) as flipped:
             crop = align_from_landmarks(image, item.load_points(), flipped.input_size)
             points[key] = flipped.predict([crop])[0].points

@@ -71,10 +71,12 @@ def _conv_bn_pairs(model: nn.Module, input_size: int) -> list[tuple[nn.Conv2d, n
     order: list[nn.Conv2d] = []
     made_by: dict[int, nn.Conv2d] = {}
     bn_of: dict[nn.Conv2d, nn.BatchNorm2d] = {}
+    alive: list[torch.Tensor] = []  # outputs kept referenced, so no later tensor reuses an id
 
     def conv_hook(module, _inputs, output):
         order.append(module)
         made_by[id(output)] = module
+        alive.append(output)
 
     def bn_hook(module, inputs):
         conv = made_by.get(id(inputs[0]))

@@ -28,9 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-START_CARD = "start_card.json"  # in a run folder: the card of the exported file a fine-tune started from
-
-
 def training_data_text(train: dict) -> str:
     """The card's data sentence for a run's ``train`` configuration (hold-outs, views, teacher, labels)."""
     held = f"minus a {100 * train.get('val_fraction', 0.05):g}% validation hold-out, seed {train.get('split_seed', 0)}"
@@ -62,17 +59,15 @@ def validation_text(train: dict) -> str:
     return text + ", GT-aligned crops"
 
 
-def _start_file_text(kept: dict) -> str:
-    """The started-from file by digest, since the file at that path may since have been replaced."""
-    return f"sha256 {kept['sha256'][:12]}" if kept.get("sha256") else "digest not recorded"
+def fine_tune_start_text(init_onnx: str, run: str) -> str:
+    """Where a fine-tune started: the exported file, by digest (the file at that path may since
+    have been replaced), and that file's own recipe (``onnx_init.start_card``)."""
+    from models.training.onnx_init import start_card
 
-
-def start_card(run: str) -> dict:
-    """The card of the exported file run ``run`` fine-tuned (``START_CARD`` in its folder), or {}."""
-    from models.training.checkpoint import run_dir
-
-    path = run_dir(run) / START_CARD
-    return json.loads(path.read_text()) if path.is_file() else {}
+    kept = start_card(run)
+    digest = f"sha256 {kept['sha256'][:12]}" if kept.get("sha256") else "digest not recorded"
+    return (f"the weights of {init_onnx} ({digest}; fine-tuned, batch norms frozen; that file's recipe: "
+            f"{kept.get('card', {}).get('recipe', 'not recorded')})")
 
 
 def _in_graph_decoder(task):
@@ -323,9 +318,7 @@ def main(argv=None) -> dict:
     tr, t = cfg["train"], cfg["task"]
     start = "the ImageNet MobileNetV2 1.0 weights (models/training/imagenet_init.py)" if t.get("imagenet_init") else "scratch"
     if t.get("init_onnx"):
-        card = start_card(tr.get("run", "")).get("card", {})
-        start = (f"the weights of {t['init_onnx']} ({_start_file_text(start_card(tr.get('run', '')))}; fine-tuned, "
-                 f"batch norms frozen; that file's recipe: {card.get('recipe', 'not recorded')})")
+        start = fine_tune_start_text(t["init_onnx"], tr.get("run", ""))
     recipe = (f"MobileNetV2 1.0 from {start} + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
               f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
               f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
@@ -343,9 +336,7 @@ def _ffld_start_text(task: dict, run: str) -> str:
     full model of an earlier run, or (a fine-tune) an exported file."""
     init_run = task.get("init_run", "")
     if task.get("init_onnx"):
-        kept = start_card(run)
-        return (f"the full model fine-tuned from the weights of {task['init_onnx']} ({_start_file_text(kept)}; "
-                f"batch norms frozen; that file's recipe: {kept.get('card', {}).get('recipe', 'not recorded')})")
+        return f"the full model from {fine_tune_start_text(task['init_onnx'], run)}"
     if not init_run:
         return "the full model from a random start (no S0 baseline run)"
     if _run_task_config(init_run).get("refine", False):
@@ -393,10 +384,12 @@ def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
     text = (f"trained with torch on CPU ({platform.machine()}, {os.cpu_count()} cores, no GPU), shared with other "
             f"work; {'; '.join(parts)}; {hours:.2f} h of training steps in total (validation and crop caching "
             f"not counted)")
+    from models.training.onnx_init import start_card
+
     earlier_card = start_card(run)
     if earlier_card:
-        text += (f"; fine-tuned from {earlier_card['file']} ({_start_file_text(earlier_card)}), whose own training was: "
-                 f"{earlier_card['card'].get('training', 'not recorded')}")
+        text += (f"; fine-tuned from {earlier_card['file']} (sha256 {earlier_card['sha256'][:12]}), whose own "
+                 f"training was: {earlier_card['card'].get('training', 'not recorded')}")
     return text
 
 

@@ -169,30 +169,10 @@ def main(argv=None) -> None:
         task = build_task(args.model, foreground_weight=args.fg_weight, init_run=args.init_run,
                           imagenet_init=args.imagenet_init, init_onnx=args.init_onnx, **options)
         if args.init_onnx:
+            from models.training.onnx_init import keep_start_card
+
             keep_start_card(args.run, Path(args.init_onnx))
     train(cfg, task, augment_cfg, restart=args.restart, stop_after=args.stop_after)
-
-
-def keep_start_card(run: str, onnx_file: Path) -> None:
-    """Before a fine-tune's first step: the started-from file's name, digest and model card (its
-    manifest beside it), kept in the run folder for the new card (``models.export.start_card``),
-    since the file itself may be replaced when the fine-tune is shipped."""
-    import hashlib
-
-    from engines.files import atomic_write
-    from models.export import START_CARD
-    from models.training.checkpoint import run_dir
-
-    path = run_dir(run) / START_CARD
-    if path.is_file():
-        return
-    if not onnx_file.is_file():
-        raise SystemExit(f"--init-onnx: no file at {onnx_file}")
-    manifest = onnx_file.with_suffix(".json")
-    card = json.loads(manifest.read_text()).get("card", {}) if manifest.is_file() else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"file": str(onnx_file), "sha256": hashlib.sha256(onnx_file.read_bytes()).hexdigest(),
-                                   "card": card}, indent=1))
 
 
 def train_r18_ffld(args, cfg, augment_cfg) -> None:
@@ -213,6 +193,8 @@ def train_r18_ffld(args, cfg, augment_cfg) -> None:
         if args.s0_run:
             raise SystemExit("--init-onnx and --s0-run are two different starts; give one")
         args.s0_epochs = 0
+        from models.training.onnx_init import keep_start_card
+
         keep_start_card(args.run, Path(args.init_onnx))
     if args.s0_epochs > 0:
         s0_cfg = dataclasses.replace(cfg, run=s0_run, epochs=args.s0_epochs)

@@ -17,24 +17,19 @@ first mismatch, or when a parameter gets no value, rather than loading a permuta
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+START_CARD = "start_card.json"  # in a run folder: the name, digest and card of the file a fine-tune started from
 _ONNX_PREFIX = "net."  # models.export wraps r18_ffld and sgfa as ``net`` (output split); mnv2_sdd is bare
 
 
 def _network_key(name: str) -> str:
     return name[len(_ONNX_PREFIX):] if name.startswith(_ONNX_PREFIX) else name
-
-
-def _set_by_folding(key: str, pairs, model: nn.Module) -> bool:
-    """Whether parameter ``key`` belongs to a folded convolution or its batch norm."""
-    folded = {id(m) for pair in pairs for m in pair}
-    owner = model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else model
-    return id(owner) in folded
 
 
 class FrozenBatchNorm2d(nn.BatchNorm2d):
@@ -141,7 +136,39 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
             if tuple(value.shape) != tuple(state[key].shape):
                 raise ValueError(f"{key}: file {value.shape}, network {tuple(state[key].shape)}")
             state[key].copy_(torch.from_numpy(value))
-        unset = [k for k, v in model.named_parameters() if k not in named and not _set_by_folding(k, pairs, model)]
+        folded_modules = {id(m) for pair in pairs for m in pair}
+        unset = [name for owner, module in model.named_modules() if id(module) not in folded_modules
+                 for name in (f"{owner}.{p}".lstrip(".") for p, _ in module.named_parameters(recurse=False))
+                 if name not in named]
         if unset:
             raise ValueError(f"{onnx_path} holds no value for {unset[:5]}{' ...' if len(unset) > 5 else ''}")
     return freeze_batch_norm(model)
+
+
+def keep_start_card(run: str, onnx_file: Path) -> None:
+    """Before a fine-tune's first step: the started-from file's name, digest and model card (its
+    manifest beside it), kept in the run folder for the new card (``start_card``), since the
+    file itself may be replaced when the fine-tune is shipped."""
+    import hashlib
+
+    from engines.files import atomic_write
+    from models.training.checkpoint import run_dir
+
+    path = run_dir(run) / START_CARD
+    if path.is_file():
+        return
+    if not onnx_file.is_file():
+        raise SystemExit(f"--init-onnx: no file at {onnx_file}")
+    manifest = onnx_file.with_suffix(".json")
+    card = json.loads(manifest.read_text()).get("card", {}) if manifest.is_file() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({"file": str(onnx_file), "sha256": hashlib.sha256(onnx_file.read_bytes()).hexdigest(),
+                                   "card": card}, indent=1))
+
+
+def start_card(run: str) -> dict:
+    """What ``keep_start_card`` kept for run ``run``, or {} when the run did not fine-tune a file."""
+    from models.training.checkpoint import run_dir
+
+    path = run_dir(run) / START_CARD
+    return json.loads(path.read_text()) if path.is_file() else {}

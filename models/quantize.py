@@ -31,7 +31,6 @@ stem: 4.2 against 3.8 ms in ONNX Runtime's profile).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time

@@ -27,7 +27,6 @@ from app.geometry.pose import PoseOptions, PoseSolver, camera_matrix, rotation_f
 from app.smoothing import OneEuroParams
 from app.types import BlinkEvent, FaceGeometry
 from models.datasets import PROJECT_ROOT, data_root
-from models.face3d import face3d_points
 from models.landmarks68 import NUM_LANDMARKS, OUTER_EYE_CORNERS
 from models.types import Landmarks
 

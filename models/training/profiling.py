@@ -203,7 +203,7 @@ def check_views(count: int = 20, turns: tuple[float, ...] = (30.0, 45.0), datase
     def nme_box(p, t):
         return float(np.linalg.norm(p - t, axis=1).mean() / np.sqrt(np.prod(np.ptp(t, axis=0))))
 
-    base, found0, rows = [], 0, {t: ([], [], [], 0) for t in turns}
+    base, rows = [], {t: ([], [], [], 0) for t in turns}
     fits = 0
     with FaceMesh3D() as mesh, MediaPipe68() as model:
         for item in list_annotated(resolve_dataset(dataset))[:count]:

@@ -22,7 +22,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     add_precision_argument(group)
     group.add_argument("--detector", default=DEFAULT_DETECTOR,
                        help=f"{', '.join(DETECTOR_NAMES)} (default {DEFAULT_DETECTOR}: BlazeFace up to 720p, MTCNN "
-                       "above; mtcnn: small faces, crowds)")
+                       "above and where BlazeFace finds none; mtcnn: small faces, crowds)")
     group.add_argument("--detector-model", default=None, help="ONNX file for retinaface / yunet")
     group.add_argument("--no-smooth", action="store_true", help="switch the One Euro filter off")
     group.add_argument("--min-cutoff", type=positive_float, default=OneEuroParams.min_cutoff, help="One Euro min cutoff (Hz)")

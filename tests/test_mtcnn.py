@@ -115,7 +115,56 @@ def test_auto_is_the_default_and_switches_on_large_frames(street_frames):
         assert isinstance(det, AutoDetector)
         assert det.chooses(1280, 720) is det.small and det.chooses(1920, 1080) is det.large
         assert len(det.detect(street_frames[0])) >= 5
-        assert len(det.detect(cv2.resize(street_frames[0], (1280, 720)))) < 5  # BlazeFace: near faces only
+    small = cv2.resize(street_frames[0], (1280, 720))
+    with create_detector("auto", fallback_every=0) as det:
+        assert len(det.detect(small)) < 5  # BlazeFace: near faces only
+    with create_detector("auto") as det:  # ... and when it finds none, MTCNN searches the frame
+        assert len(det.detect(small)) >= 5 and det.fallback_searches == 1
+
+
+@pytest.fixture(scope="module")
+def grey_photo_frame():
+    """Frame 0 of the static synthetic clip ``static_008`` (seed 0; without its sensor noise): a plain
+    frontal face about 125 px wide, printed in grey, that BlazeFace misses on every frame."""
+    from app.synth_clips import SynthSettings, face_points, load_scene, plan_clip, render_frame
+
+    folder = data_root() / TEST_SET
+    rng = np.random.default_rng([0, 8, 1])
+    scene = load_scene(folder / "2984236559_1.jpg", folder / "2984236559_1.pts", rng)
+    plan = plan_clip(rng, scene, SynthSettings(static=True))
+    frame, _ = render_frame(scene, plan, 0)
+    return np.clip(np.rint(frame), 0, 255).astype(np.uint8), face_points(scene, plan, 0)
+
+
+def test_auto_falls_back_to_mtcnn_where_blazeface_finds_no_face(grey_photo_frame):
+    from app.tracking import box_iou
+
+    frame, points = grey_photo_frame
+    truth = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    with create_detector("blazeface") as blazeface, create_detector("auto") as auto, \
+            create_detector("auto", fallback_every=0) as no_fallback:
+        assert blazeface.detect(frame) == [] and no_fallback.detect(frame) == []
+        found = auto.detect(frame)
+        assert len(found) == 1 and found[0].score > 0.9
+        assert box_iou(found[0].box, truth) > 0.5
+        assert auto.fallback_searches == 1 and auto.fallback_finds == 1
+        x1, y1, x2, y2 = found[0].box.astype(int)
+        region = auto.detect_region(frame, (max(x1 - 60, 0), max(y1 - 60, 0), x2 + 60, y2 + 60))
+        assert len(region) == 1 and box_iou(region[0].box, truth) > 0.5  # in frame coordinates
+
+
+def test_the_fallback_searches_one_empty_frame_in_ten(grey_photo_frame):
+    frame = grey_photo_frame[0]
+    empty = np.full_like(frame, 96)
+    with create_detector("auto") as auto:
+        for _ in range(25):
+            assert auto.detect(empty) == []
+        assert auto.fallback_searches == 3  # empty frames 1, 11 and 21
+        found = [len(auto.detect(frame)) for _ in range(7)]  # a face only MTCNN sees, from frame 26 of the run
+        assert found == [0, 0, 0, 0, 0, 1, 1]  # frame 31 is due; a find ends the run, so the next is due too
+        assert auto.fallback_searches == 5 and auto.fallback_finds == 2
+    with pytest.raises(ValueError, match="fallback_every"):
+        AutoDetector(fallback_every=-1)
 
 
 def test_box_helpers():

@@ -1,6 +1,6 @@
 """Face detectors behind one interface: ``create_detector(name, model_path=None, **options)``.
 
-``auto`` (default: BlazeFace up to 720p, MTCNN on larger frames; ``models.detectors.auto``),
+``auto`` (default: BlazeFace up to 720p, MTCNN on larger frames and as BlazeFace's fallback; ``models.detectors.auto``),
 ``blazeface`` (MediaPipe, models inside the mediapipe wheel), ``mtcnn`` (MTCNN, networks
 shipped in ``assets/mtcnn``: small and many faces, five points), ``retinaface``
 (RetinaFace MobileNet-0.25 ONNX file) and ``yunet`` (fixed-size YuNet ONNX file for

@@ -47,14 +47,15 @@ PRECISION_CHOICES = (  # (value, label) in the precision dropdown; engines.preci
     ("int8", "INT8"),
 )
 DETECTOR_LABELS = {
-    "auto": "Auto (BlazeFace; MTCNN above 720p)",
+    "auto": "Auto (BlazeFace; MTCNN above 720p or when BlazeFace finds none)",
     "blazeface": "BlazeFace",
     "mtcnn": "MTCNN (small faces, crowds)",
     "retinaface": "RetinaFace",
     "yunet": "YuNet",
 }
 SHIPPED_TOOLTIPS = {
-    "auto": "BlazeFace for frames up to 720p, MTCNN for larger frames; both ship with the app",
+    "auto": "BlazeFace for frames up to 720p, MTCNN for larger frames and, now and then, where BlazeFace finds "
+            "no face; both ship with the app",
     "blazeface": "BlazeFace, shipped with MediaPipe",
     "mtcnn": "MTCNN, shipped with the app: faces from 20 px, five points",
 }

@@ -47,7 +47,7 @@ PRECISION_CHOICES = (  # (value, label) in the precision dropdown; engines.preci
     ("int8", "INT8"),
 )
 DETECTOR_LABELS = {
-    "auto": "Auto (BlazeFace; MTCNN above 720p or when BlazeFace finds none)",
+    "auto": "Auto (BlazeFace, MTCNN fallback)",
     "blazeface": "BlazeFace",
     "mtcnn": "MTCNN (small faces, crowds)",
     "retinaface": "RetinaFace",

@@ -26,9 +26,8 @@ from models.registry import ASSETS_DIR, NETWORK_NAMES, load_landmark_model, prec
 # which saturate on CPUs without VNNI, r18_ffld gave 0.0071 / 0.0134). The mnv2_sdd file of
 # 2026-12-01 (from ImageNet weights) gives 0.0060 / 0.0168: its INT8 costs +0.033 points on HELEN
 # test, inside the 0.05 bar that keeps INT8 the CPU default, and none on AFLW2000-3D (docs/RESULTS.md,
-# "mnv2_sdd re-shipped 2026-12-01"). The bounds still catch the saturating weights' kind of damage.
-MEAN_BOUND = 0.008
-WORST_BOUND = 0.02
+# "mnv2_sdd re-shipped 2026-12-01"), hence its wider bounds; r18_ffld's still catch the saturation.
+BOUNDS = {"r18_ffld": (0.006, 0.012), "mnv2_sdd": (0.008, 0.02)}  # (mean, worst face)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +60,9 @@ def test_int8_landmarks_stay_close_to_fp32_on_real_faces(name, faces):
             a, b = fp32.predict([crop])[0], int8.predict([crop])[0]
             errors.append(np.linalg.norm(a.points - b.points, axis=1).mean() / inter_ocular(points))
             assert b.mean_confidence > 0.5 * a.mean_confidence
-    assert np.mean(errors) < MEAN_BOUND, f"{name}: INT8 mean distance {np.mean(errors):.4f} inter-ocular"
-    assert np.max(errors) < WORST_BOUND, f"{name}: INT8 worst face {np.max(errors):.4f} inter-ocular"
+    mean_bound, worst_bound = BOUNDS[name]
+    assert np.mean(errors) < mean_bound, f"{name}: INT8 mean distance {np.mean(errors):.4f} inter-ocular"
+    assert np.max(errors) < worst_bound, f"{name}: INT8 worst face {np.max(errors):.4f} inter-ocular"
 
 
 def test_auto_precision_on_the_cpu_follows_the_manifest():

@@ -10,7 +10,7 @@ import pytest
 from models.datasets import TEST_SET, data_root, list_annotated
 from models.detectors import DEFAULT_DETECTOR, create_detector
 from models.detectors.auto import AutoDetector
-from models.detectors.measure import match_detection
+from models.detectors.measure import landmark_box, match_detection
 from models.detectors.mtcnn import MODEL_DIR, MtcnnDetector, nms, regress, square
 from models.landmarks68 import inter_ocular, keypoints_from_landmarks
 
@@ -140,7 +140,7 @@ def test_auto_falls_back_to_mtcnn_where_blazeface_finds_no_face(grey_photo_frame
     from app.tracking import box_iou
 
     frame, points = grey_photo_frame
-    truth = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    truth = landmark_box(points)
     with create_detector("blazeface") as blazeface, create_detector("auto") as auto, \
             create_detector("auto", fallback_every=0) as no_fallback:
         assert blazeface.detect(frame) == [] and no_fallback.detect(frame) == []

@@ -1,6 +1,6 @@
 """Seconds per training step with/without bf16 autocast and channels_last.
 
-``python -m models.training.benchmark_step --batch 32 --rounds 5``: the four variants are
+``python -m models.training.benchmark_step --model sgfa --batch 32 --rounds 5``: the four variants are
 interleaved round by round (the machine is shared, so load drifts) and the median per
 variant is printed, with the load average. Besides wall time it reports the process CPU
 time per step: with one thread that is what the step costs on an idle core, even while
@@ -23,16 +23,22 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--loss", default="awing")
+    p.add_argument("--model", default="mnv2_sdd", help="any network models.train trains")
+    p.add_argument("--loss", default=None, help="the task's loss (default: the task's own)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=INT",
+                   help="a task option, e.g. --option output_size=64 --option head_channels=128 (sgfa)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    from models.training.heatmap_task import HeatmapTask
+    from models.training.tasks import build_task
 
-    task = HeatmapTask(loss_name=args.loss)
+    options = {k: int(v) for k, v in (o.split("=", 1) for o in args.option)}
+    if args.loss:
+        options["loss_name"] = args.loss
+    task = build_task(args.model, **options)
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (args.batch, task.input_size, task.input_size, 3), dtype=np.uint8)
-    points = torch.from_numpy(rng.uniform(20, 170, (args.batch, 68, 2)).astype(np.float32))
+    points = torch.from_numpy(rng.uniform(0.1 * task.input_size, 0.9 * task.input_size, (args.batch, 68, 2)).astype(np.float32))
     variants = list(itertools.product((False, True), (False, True)))
     models = {}
     for bf16, cl in variants:
@@ -62,7 +68,7 @@ def main() -> None:
                 step(*v)
                 times[v].append(time.perf_counter() - t)
                 cpu[v].append(time.process_time() - c)
-    print(f"batch {args.batch}, threads {args.threads}, load average {os.getloadavg()}")
+    print(f"{args.model} {options}, batch {args.batch}, threads {args.threads}, load average {os.getloadavg()}")
     for (bf16, cl), ts in times.items():
         c = cpu[(bf16, cl)]
         print(f"bf16={bf16!s:5} channels_last={cl!s:5}: wall median {np.median(ts):.3f} s/step (min {np.min(ts):.3f}), "

@@ -72,48 +72,9 @@ def fine_tune_start_text(init_onnx: str, run: str) -> str:
 
 def _in_graph_decoder(task):
     """torch module: heatmaps -> (coords, confidence), the same DARK step as models.heatmap_decode."""
-    import torch
-    from torch import nn
+    from models.nets.heatmap_layers import DarkDecode
 
-    from models.heatmap_decode import gaussian_kernel_1d
-
-    kernel = task.decode_kernel()
-
-    class DarkDecode(nn.Module):
-        def __init__(self):
-            super().__init__()
-            g = torch.tensor(gaussian_kernel_1d(kernel), dtype=torch.float32)
-            self.register_buffer("g2d", (g[:, None] * g[None, :]).view(1, 1, kernel, kernel))
-
-        def forward(self, hm):
-            n, k, h, w = hm.shape
-            flat = hm.reshape(n, k, h * w)
-            peak, idx = flat.max(dim=2)
-            px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
-            # blurred map one pixel beyond each border (zeros outside), as the host decoder sees it
-            smooth = nn.functional.conv2d(hm.reshape(n * k, 1, h, w), self.g2d, padding=kernel // 2 + 1)
-            logm = torch.log(torch.clamp(smooth, min=1e-10)).reshape(n, k, (h + 2) * (w + 2))
-
-            def at(dy, dx):
-                return torch.gather(logm, 2, ((py + 1 + dy) * (w + 2) + px + 1 + dx).unsqueeze(2)).squeeze(2)
-
-            c = at(0, 0)
-            dx = 0.5 * (at(0, 1) - at(0, -1))
-            dy = 0.5 * (at(1, 0) - at(-1, 0))
-            dxx = at(0, 1) - 2 * c + at(0, -1)
-            dyy = at(1, 0) - 2 * c + at(-1, 0)
-            dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-            det = dxx * dyy - dxy * dxy
-            ok = (dxx < 0) & (det > 1e-6)
-            safe = torch.where(ok, det, torch.ones_like(det))
-            ox = torch.where(ok, -(dyy * dx - dxy * dy) / safe, torch.zeros_like(det))
-            oy = torch.where(ok, -(dxx * dy - dxy * dx) / safe, torch.zeros_like(det))
-            ox = torch.where((px == 0) | (px == w - 1), torch.zeros_like(ox), ox)
-            oy = torch.where((py == 0) | (py == h - 1), torch.zeros_like(oy), oy)
-            coords = torch.stack([px.float() + ox.clamp(-1, 1), py.float() + oy.clamp(-1, 1)], dim=-1)
-            return coords, peak.clamp(0, 1)
-
-    return DarkDecode()
+    return DarkDecode(task.decode_kernel())
 
 
 def load_trained(model_name: str, checkpoint: Path):
@@ -180,7 +141,7 @@ def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
             raise SystemExit("--in-graph-decode is not offered for sgfa (its score maps are read at the decoded points)")
         net = _split_outputs(model, _heatmaps_and_scores).eval()
         outputs = ["heatmaps", "scores"]
-    elif task.name == "r18_ffld":
+    elif task.name in ("r18_ffld", "drr"):
         net = _split_outputs(model, _coords_and_confidence).eval()
         outputs = ["coords", "confidence"]
     elif in_graph_decode:
@@ -238,7 +199,7 @@ def _augment_text(augment: dict) -> str:
 def main(argv=None) -> dict:
     """Run the export; returns the figures it printed (max difference, size, timings)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr"])
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder (assets/ for the shipped model)")
     p.add_argument("--in-graph-decode", action="store_true", help="put DARK decoding inside the graph")
@@ -281,7 +242,7 @@ def main(argv=None) -> dict:
         ref = model(x).numpy()
         diff = float(np.abs(np.concatenate(ort_out, axis=1) - ref).max())
         print(f"max |ORT - torch| (heatmaps and score maps) on {len(crops)} real crops: {diff:.2e}")
-    elif task.name == "r18_ffld":
+    elif task.name in ("r18_ffld", "drr"):
         ref = model(x).numpy()
         diff = max(float(np.abs(ort_out[0] - ref[..., :2]).max()), float(np.abs(ort_out[1] - ref[..., 2]).max()))
         print(f"max |ORT - torch| (coords in crop units, confidence) on {len(crops)} real crops: {diff:.2e} "
@@ -302,7 +263,7 @@ def main(argv=None) -> dict:
     if args.benchmark:
         from models.heatmap_decode import decode_heatmaps
 
-        decode = None if args.in_graph_decode or task.name == "r18_ffld" else (
+        decode = None if args.in_graph_decode or task.name in ("r18_ffld", "drr") else (
             lambda h: decode_heatmaps(h, "dark", task.decode_kernel()))
         if task.name == "sgfa":
             decode = _sgfa_decode(task, args)
@@ -314,6 +275,8 @@ def main(argv=None) -> dict:
         return _write_coords_manifest(args, task, model, state, onnx_path, outputs, result)
     if task.name == "sgfa":
         return _write_sgfa_manifest(args, task, model, state, onnx_path, outputs, result)
+    if task.name == "drr":
+        return _write_drr_manifest(args, task, model, state, onnx_path, outputs, result)
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
     start = "the ImageNet MobileNetV2 1.0 weights (models/training/imagenet_init.py)" if t.get("imagenet_init") else "scratch"
@@ -493,6 +456,33 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
                     f"{tr['epochs']} epochs; augmentation: "
                     f"{_augment_text(cfg['augment'])}"),
             metrics=metric_text, training=training_text(state, args.checkpoint, t["init_run"])),
+    )
+    return _save_manifest(manifest, args, onnx_path, result)
+
+
+def _write_drr_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
+    """Manifest (``coords`` kind) and model card of DRR."""
+    from models.manifest import ModelCard, ModelManifest, template_version
+
+    cfg = state["config"]
+    tr, t = cfg["train"], cfg["task"]
+    start = "the ImageNet MobileNetV2 1.0 weights" if t.get("imagenet_init") else "scratch"
+    recurrent = "an LSTM cell shared by every step (the recurrent shape feature)" if t["recurrent"] else "no recurrent feature"
+    recipe = (f"MobileNetV2 1.0 from {start}, conv-deconv to 48x48x64 with skips at strides 16, 8, 4, 192 px "
+              f"input; initial heatmaps (sigma {t['sigma']}, loss {t['loss']}, foreground weight "
+              f"{t['foreground_weight']}) decoded by DARK to S0; {t['steps']} regression steps of shape-indexed "
+              f"max pooling (3x3 samples, 1 feature pixel apart) with {recurrent}, per-step loss = NME "
+              f"(weight {t['point_weight']}); confidence = the initial heatmap at the final point; AdamW lr "
+              f"{tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, {_schedule_text(tr)}, "
+              f"{state['epoch']}/{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}")
+    manifest = ModelManifest(
+        name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
+        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
+        template_version=template_version(), coords_unit="normalized", min_confidence=args.min_confidence,
+        label_offset_x=learnt_label_offset(state),
+        card=ModelCard(training_data=training_data_text(tr), recipe=recipe,
+                       metrics=_metrics_text(args, model, task, state, {"default": ""}),
+                       training=training_text(state, args.checkpoint, t.get("init_run", ""))),
     )
     return _save_manifest(manifest, args, onnx_path, result)
 

@@ -17,7 +17,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from models.training.augment import DETECTOR_ERROR_FILE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr"])
     p.add_argument("--run", help="run name (folder under cache_dir()/train)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
@@ -70,6 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--score-radius", type=float, default=None,
                    help="score-map radius, heatmap pixels (default 4%% of the map side)")
     g.add_argument("--score-weight", type=float, default=1.0, help="lambda: weight of the score-map MSE")
+    g = p.add_argument_group("drr task (also --sigma, --loss, --fg-weight, --init-run, --imagenet-init)")
+    g.add_argument("--steps", type=int, default=4, help="recurrent regression steps K (the paper: 8, converged after ~4)")
+    g.add_argument("--recurrent", action=argparse.BooleanOptionalAction, default=True,
+                   help="the LSTM's recurrent shape feature (--no-recurrent: a plain cascade, the ablation)")
+    g.add_argument("--point-weight", type=float, default=1.0, help="weight of the per-step point loss (NME units)")
     g = p.add_argument_group("r18_ffld task (baseline run, then the full model from its weights)")
     g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
     g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
@@ -165,6 +170,12 @@ def main(argv=None) -> None:
         task = build_task("sgfa", output_size=args.output_size, head_channels=args.head_channels,
                           score_radius=args.score_radius, score_weight=args.score_weight,
                           foreground_weight=args.fg_weight, init_run=args.init_run, **options)
+    elif args.model == "drr":
+        if args.init_onnx:
+            raise SystemExit("--init-onnx is offered for r18_ffld and mnv2_sdd, not drr")
+        task = build_task("drr", steps=args.steps, recurrent=args.recurrent, point_weight=args.point_weight,
+                          foreground_weight=args.fg_weight, init_run=args.init_run,
+                          imagenet_init=args.imagenet_init, **options)
     else:
         task = build_task(args.model, foreground_weight=args.fg_weight, init_run=args.init_run,
                           imagenet_init=args.imagenet_init, init_onnx=args.init_onnx, **options)

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-MODEL_NAMES = ("mnv2_sdd", "r18_ffld", "sgfa")
+MODEL_NAMES = ("mnv2_sdd", "r18_ffld", "sgfa", "drr")
 
 
 def build_model(name: str, **kwargs):
@@ -21,4 +21,8 @@ def build_model(name: str, **kwargs):
         from models.nets.sgfa import SGFA
 
         return SGFA(**kwargs)
+    if name == "drr":
+        from models.nets.drr import DRR
+
+        return DRR(**kwargs)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")

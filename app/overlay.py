@@ -112,8 +112,10 @@ def draw_landmarks(
     colour: tuple[int, int, int] = POINT_COLOUR,
     radius: float | None = None,
     confidence: np.ndarray | None = None,
+    visible: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Filled dots; ``confidence`` (N,) colours them along the ramp instead of ``colour``."""
+    """Filled dots; ``confidence`` (N,) colours them along the ramp instead of ``colour``;
+    points where ``visible`` (N,) bool is False (the model says they are hidden) are hollow rings."""
     points = np.asarray(points, dtype=np.float64)
     if radius is None:
         radius = point_radius(_face_size(points))
@@ -123,7 +125,9 @@ def draw_landmarks(
     for i, (x, y) in enumerate(_fixed(np.where(finite[:, None], points, 0))):
         if finite[i]:
             c = colour if colours is None else tuple(int(v) for v in colours[i])
-            cv2.circle(image, (int(x), int(y)), r, c, -1, cv2.LINE_AA, SHIFT)
+            hidden = visible is not None and not visible[i]
+            cv2.circle(image, (int(x), int(y)), r + (_ONE if hidden else 0), c, 1 if hidden else -1, cv2.LINE_AA,
+                       SHIFT)
     return image
 
 
@@ -365,7 +369,7 @@ def draw_frame_result(
             draw_contours(canvas, points)
         if options.points:
             conf = face.landmarks.confidence if options.confidence_colours else None
-            draw_landmarks(canvas, points, confidence=conf)
+            draw_landmarks(canvas, points, confidence=conf, visible=face.landmarks.visible)
         if options.keypoints and face.detection is not None:
             draw_keypoints(canvas, face.detection)
         if options.box:

@@ -169,7 +169,7 @@ class Pipeline:
             if track.smoother is None:
                 track.smoother = LandmarkSmoother(self.options.one_euro)
             points = track.smoother.smooth(raw.points, frame.timestamp, face_size(raw.points))
-            shown = Landmarks(points=points, confidence=raw.confidence)
+            shown = Landmarks(points=points, confidence=raw.confidence, visible=raw.visible)
         geometry = None
         if self.options.geometry.enabled:
             if track.geometry is None:

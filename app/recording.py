@@ -69,12 +69,20 @@ DEFAULT_VIDEO_SUFFIX = ".avi"
 GEOMETRY_COLUMNS = [
     "yaw", "pitch", "roll", "tx", "ty", "tz", "ear_left", "ear_right", "mouth_open", "eyes_closed", "blinks",
 ]  # see README "Landmark CSV"; empty where not computed (no pose, geometry off)
-CSV_HEADER = (
+VISIBILITY_COLUMNS = [f"v{i}" for i in range(NUM_LANDMARKS)]  # 1 seen, 0 hidden, empty: the model does not tell
+CSV_HEADER_V1 = (
     ["frame", "time", "face_id"]
     + [f"{axis}{i}" for i in range(NUM_LANDMARKS) for axis in ("x", "y")]
     + [f"c{i}" for i in range(NUM_LANDMARKS)]
     + GEOMETRY_COLUMNS
-)
+)  # files written before the visibility columns; still read
+CSV_HEADER = CSV_HEADER_V1 + VISIBILITY_COLUMNS
+
+
+def _visibility_cells(visible) -> list[str]:
+    if visible is None:
+        return [""] * NUM_LANDMARKS
+    return ["1" if v else "0" for v in np.asarray(visible, dtype=bool).reshape(NUM_LANDMARKS)]
 
 
 WRITER_API = {".avi": cv2.CAP_OPENCV_MJPEG, ".mkv": cv2.CAP_FFMPEG}
@@ -326,8 +334,10 @@ class VideoRecorder:
 
 
 class LandmarkCsvWriter:
-    """One row per face per frame: ``frame,time,face_id,x0,y0,...,x67,y67,c0,...,c67`` and then
-    ``GEOMETRY_COLUMNS`` (head pose, eye and mouth openness, blinks; empty cells where not computed).
+    """One row per face per frame: ``frame,time,face_id,x0,y0,...,x67,y67,c0,...,c67``, then
+    ``GEOMETRY_COLUMNS`` (head pose, eye and mouth openness, blinks; empty cells where not computed)
+    and ``v0 ... v67`` (1 where the model sees the point, 0 where it says it is hidden; empty for
+    models that do not tell, every network but sgfa).
 
     ``time`` is the frame's timestamp in seconds, ``face_id`` the track id, points
     in 0-based frame pixels. Writes ``FaceResult.landmarks`` (what the user sees),
@@ -364,6 +374,7 @@ class LandmarkCsvWriter:
                 + [f"{v:.3f}" for v in points.ravel()]
                 + [f"{v:.4f}" for v in confidence]
                 + _geometry_cells(face.geometry)
+                + _visibility_cells(marks.visible)
             )
         self._guarded(lambda: self._csv.writerows(rows))
         self.rows_written += len(rows)
@@ -412,6 +423,7 @@ class LandmarkTable:
     confidence: np.ndarray  # (N, 68)
     incomplete_last_row: bool = False  # a cut-off final line (crash while writing) was skipped
     geometry: np.ndarray | None = None  # (N, len(GEOMETRY_COLUMNS)), NaN for empty cells
+    visible: np.ndarray | None = None  # (N, 68): 1 seen, 0 hidden, NaN where the model does not tell
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -426,9 +438,10 @@ def read_landmark_csv(path: str | Path) -> LandmarkTable:
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
-    if not lines or lines[0].split(",") != CSV_HEADER:
+    header = lines[0].split(",") if lines else []
+    if header not in (CSV_HEADER, CSV_HEADER_V1):
         raise ValueError(f"{path}: not a landmark CSV (the first line must be the header frame,time,face_id,x0,...)")
-    width = len(CSV_HEADER)
+    width = len(header)
     rows, incomplete = [], False
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -453,5 +466,7 @@ def read_landmark_csv(path: str | Path) -> LandmarkTable:
         points=values[:, : 2 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 2),
         confidence=values[:, 2 * NUM_LANDMARKS : 3 * NUM_LANDMARKS],
         incomplete_last_row=incomplete,
-        geometry=values[:, 3 * NUM_LANDMARKS :],
+        geometry=values[:, 3 * NUM_LANDMARKS : 3 * NUM_LANDMARKS + len(GEOMETRY_COLUMNS)],
+        visible=values[:, 3 * NUM_LANDMARKS + len(GEOMETRY_COLUMNS) :] if header == CSV_HEADER
+        else np.full((len(rows), NUM_LANDMARKS), np.nan),
     )

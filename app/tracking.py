@@ -25,7 +25,9 @@ class TrackerOptions:
     redetect_interval: int = 30  # frames between detector runs while tracking (0: only when lost)
     detect_every_frame: bool = False  # align every frame from a fresh detection (no tracking)
     max_faces: int = 16  # a crowd (the street clip shows up to 9); crops of all faces go to the network in one batch
-    min_confidence: float = 0.25  # mean landmark confidence under which a track is lost
+    min_confidence: float = 0.25  # mean landmark confidence under which a track is lost (over the
+    # points the model sees, for models that say which are hidden)
+    min_visible_fraction: float = 0.25  # models that say which points are hidden: fewer seen loses a track
     max_outside_fraction: float = 0.4  # share of landmarks outside the frame that loses a track
     min_face_size: float = 8.0  # px: landmarks spanning less than this (a collapsed fit) lose a track
     match_iou: float = 0.3  # box overlap that matches a detection to a track
@@ -191,7 +193,14 @@ class FaceTracker:
 
     def is_lost(self, lm: Landmarks, frame_shape: tuple[int, ...]) -> bool:
         floor = max(self.options.min_confidence, self.model_min_confidence)
-        if not np.all(np.isfinite(lm.points)) or lm.mean_confidence < floor:
+        if not np.all(np.isfinite(lm.points)):
+            return True
+        confidence = lm.confidence
+        if lm.visible is not None:  # hidden points have a low confidence by design: judge the seen ones
+            if np.mean(lm.visible) < self.options.min_visible_fraction:
+                return True
+            confidence = lm.confidence[lm.visible]
+        if float(np.mean(confidence)) < floor:
             return True
         if float(np.ptp(lm.points, axis=0).max()) < self.options.min_face_size:
             return True

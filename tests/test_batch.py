@@ -131,7 +131,10 @@ def test_parquet_reads_back_with_pyarrow_and_pandas_with_the_documented_schema(a
     table = pq.read_table(path)
     landmark_columns = CSV_HEADER[: 3 + 3 * 68]  # frame, time, face_id, x/y, confidences: as the CSV
     geometry = ["yaw", "pitch", "roll", "tx", "ty", "tz", "ear_left", "ear_right", "mouth_open"]
-    assert table.schema.names == landmark_columns + geometry + ["eyes_closed", "blink_end", "blink_frames"]
+    visibility = [f"v{i}" for i in range(68)]
+    assert table.schema.names == landmark_columns + geometry + ["eyes_closed", "blink_end", "blink_frames"] + visibility
+    assert all(table.schema.field(n).type == pa.bool_() for n in visibility)
+    assert table.column("v0").null_count == len(table)  # r18_ffld does not tell which points are hidden
     assert table.schema.field("frame").type == pa.int64() and table.schema.field("time").type == pa.float64()
     assert table.schema.field("face_id").type == pa.int32()
     assert all(table.schema.field(n).type == pa.float32() for n in landmark_columns[3:] + geometry)

@@ -117,7 +117,7 @@ def test_parts_are_written_once_resumed_from_and_concatenated(tmp_path):
     assert list(table.frame) == [0, 2, 2] and list(table.face_id) == [1, 1, 2]
     frame = pd.read_parquet(tmp_path / "sub" / "v.parquet")
     landmark_columns = CSV_HEADER[: 3 + 3 * 68]
-    assert list(frame.columns) == landmark_columns + [c.name for c in FACE_COLUMNS]
+    assert list(frame.columns) == landmark_columns + [c.name for c in FACE_COLUMNS] + [f"v{i}" for i in range(68)]
     assert list(frame["frame"]) == [0, 2, 2]
     expected = np.hstack([table.points.reshape(3, -1), table.confidence])
     np.testing.assert_allclose(frame[landmark_columns[3:]].to_numpy(), expected, atol=1e-3)

@@ -162,13 +162,14 @@ def test_csv_geometry_columns_and_empty_cells(tmp_path):
     with LandmarkCsvWriter(path) as writer:
         writer.write(_result_with_geometry())
     rows = [line.split(",") for line in path.read_text().splitlines()]
-    assert rows[0][-len(GEOMETRY_COLUMNS):] == GEOMETRY_COLUMNS == CSV_HEADER[-len(GEOMETRY_COLUMNS):]
+    geometry = slice(-68 - len(GEOMETRY_COLUMNS), -68)  # the visibility columns v0..v67 come last
+    assert rows[0][geometry] == GEOMETRY_COLUMNS == CSV_HEADER[geometry]
     first = dict(zip(rows[0], rows[1]))
     assert float(first["yaw"]) == pytest.approx(10, abs=0.01) and float(first["tz"]) == pytest.approx(600, abs=0.1)
     assert float(first["ear_left"]) > 0.1 and first["eyes_closed"] == "0" and first["blinks"] == "0"
     lost = dict(zip(rows[0], rows[2]))
     assert all(lost[c] == "" for c in ("yaw", "pitch", "roll", "tx", "ty", "tz", "ear_left", "ear_right", "mouth_open"))
-    assert all(v == "" for v in rows[3][-len(GEOMETRY_COLUMNS):])  # geometry not computed
+    assert all(v == "" for v in rows[3][geometry])  # geometry not computed
     table = read_landmark_csv(path)
     assert table.geometry.shape == (3, len(GEOMETRY_COLUMNS)) and np.isnan(table.geometry[1, 0])
 

@@ -241,8 +241,9 @@ def test_landmark_csv_round_trip(tmp_path):
         assert writer.rows_written == 8
     header = path.read_text().splitlines()[0]
     assert header.startswith("frame,time,face_id,x0,y0,x1,y1,") and header.endswith(",x67,y67,c0," + ",".join(
-        f"c{i}" for i in range(1, 68)) + "," + ",".join(GEOMETRY_COLUMNS))
-    assert header.split(",") == CSV_HEADER and len(CSV_HEADER) == 3 + 136 + 68 + len(GEOMETRY_COLUMNS)
+        f"c{i}" for i in range(1, 68)) + "," + ",".join(GEOMETRY_COLUMNS) + "," + ",".join(f"v{i}" for i in range(68)))
+    assert header.split(",") == CSV_HEADER and len(CSV_HEADER) == 3 + 136 + 68 + len(GEOMETRY_COLUMNS) + 68
+    assert not np.isfinite(read_landmark_csv(path).visible).any()  # these models do not tell
     table = read_landmark_csv(path)
     assert len(table) == 8
     assert table.frame.tolist() == [1, 1, 2, 2, 4, 4, 5, 5] and table.face_id.tolist() == [1, 2] * 4

@@ -6,7 +6,9 @@ confidence in [0, 1]) -- the names and order of the landmark CSV -- then one col
 entry of ``FACE_COLUMNS``: the face geometry of ``app.geometry`` (``yaw``, ``pitch``,
 ``roll`` in degrees, ``tx``, ``ty``, ``tz`` in mm, ``ear_left``, ``ear_right``, ``mouth_open``,
 ``eyes_closed``, ``blink_end``: true on the frame a blink ends, with ``blink_frames`` its
-closed frames; null where not computed, as the CSV's empty cells). A per-face quantity added
+closed frames; null where not computed, as the CSV's empty cells), and last ``v0 ... v67`` (bool:
+true where the model sees the point, false where it says it is hidden; null for models that do
+not tell, as the CSV's empty cells). A per-face quantity added
 to ``FaceResult`` later becomes a column by adding one ``FaceColumn`` there. The Parquet file
 has no running blink count: chunks start their tracks afresh, so a count would restart at
 each chunk; sum ``blink_end`` per ``face_id`` instead (the CSV's ``blinks`` column, written
@@ -84,6 +86,7 @@ FACE_COLUMNS: tuple[FaceColumn, ...] = (
 
 _POINT_COLUMNS = CSV_HEADER[3 : 3 + 2 * NUM_LANDMARKS]
 _CONFIDENCE_COLUMNS = CSV_HEADER[3 + 2 * NUM_LANDMARKS : 3 + 3 * NUM_LANDMARKS]
+_VISIBILITY_COLUMNS = CSV_HEADER[-NUM_LANDMARKS:]
 
 
 def encode_metadata(metadata: dict) -> dict[str, str]:
@@ -94,6 +97,7 @@ def parquet_schema(metadata: dict | None = None) -> pa.Schema:
     fields = [pa.field("frame", pa.int64()), pa.field("time", pa.float64()), pa.field("face_id", pa.int32())]
     fields += [pa.field(name, pa.float32()) for name in _POINT_COLUMNS + _CONFIDENCE_COLUMNS]
     fields += [pa.field(column.name, column.type) for column in FACE_COLUMNS]
+    fields += [pa.field(name, pa.bool_()) for name in _VISIBILITY_COLUMNS]
     return pa.schema(fields, metadata=encode_metadata(metadata) if metadata else None)
 
 
@@ -109,6 +113,8 @@ def records_to_table(records: list[FrameRecord], schema: pa.Schema) -> pa.Table:
     ]
     columns += list(np.ascontiguousarray(points.T)) + list(np.ascontiguousarray(confidence.T))
     columns += [[column.value(face) for face in faces] for column in FACE_COLUMNS]
+    columns += [[None if f.landmarks.visible is None else bool(f.landmarks.visible[i]) for f in faces]
+                for i in range(NUM_LANDMARKS)]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
 
 

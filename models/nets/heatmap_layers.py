@@ -23,7 +23,10 @@ class DarkDecode(nn.Module):
 
         self.kernel = kernel
         g = torch.tensor(gaussian_kernel_1d(kernel), dtype=torch.float32)
-        self.register_buffer("g2d", (g[:, None] * g[None, :]).view(1, 1, kernel, kernel), persistent=False)
+        # the 2D Gaussian blur as two 1D passes: the same result, 2k instead of k^2 multiplications
+        # (as one 9x9 convolution it took 4.6 of drr's 10.6 ms in ONNX Runtime, 2026-12-07)
+        self.register_buffer("gx", g.view(1, 1, 1, kernel), persistent=False)
+        self.register_buffer("gy", g.view(1, 1, kernel, 1), persistent=False)
 
     def forward(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, k, h, w = hm.shape
@@ -31,7 +34,8 @@ class DarkDecode(nn.Module):
         peak, idx = flat.max(dim=2)
         px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
         # blurred map one pixel beyond each border (zeros outside), as the host decoder sees it
-        smooth = F.conv2d(hm.reshape(n * k, 1, h, w), self.g2d, padding=self.kernel // 2 + 1)
+        pad = self.kernel // 2 + 1
+        smooth = F.conv2d(F.conv2d(hm.reshape(n * k, 1, h, w), self.gx, padding=(0, pad)), self.gy, padding=(pad, 0))
         logm = torch.log(torch.clamp(smooth, min=1e-10)).reshape(n, k, (h + 2) * (w + 2))
 
         def at(dy, dx):

@@ -94,8 +94,14 @@ def _installed_networks(assets_dir: str | Path | None) -> list[str]:
 
 def available_models(assets_dir: str | Path | None = None) -> list[str]:
     """Names ``load_landmark_model`` can load here: our networks whose manifest and ONNX file
-    are in ``assets_dir`` (by name), then mediapipe68 and dlib68 where their packages import."""
-    names = _installed_networks(assets_dir)
+    are in ``assets_dir`` (by name; a network that repairs hidden points also as
+    ``NAME+norepair``), then mediapipe68 and dlib68 where their packages import."""
+    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
+    names = []
+    for name in _installed_networks(assets):
+        names.append(name)
+        if load_manifest(assets / f"{name}.json").repair is not None:
+            names.append(name + NO_REPAIR_SUFFIX)
     names += [MEDIAPIPE68] if _mediapipe_available() else []
     return names + ([DLIB68] if _dlib_available() else [])
 

@@ -27,7 +27,8 @@ from importlib import metadata
 from pathlib import Path
 
 from app.batch.inputs import InputItem
-from models.registry import ASSETS_DIR, DLIB68, FLIP_SUFFIX, MEDIAPIPE68, UnknownModelError, available_models
+from models.registry import (ASSETS_DIR, DLIB68, FLIP_SUFFIX, MEDIAPIPE68, NO_REPAIR_SUFFIX, UnknownModelError,
+                             available_models)
 
 MANIFEST_NAME = "manifest.json"
 PENDING, PARTIAL, DONE, FAILED = "pending", "partial", "done", "failed"
@@ -81,8 +82,10 @@ def model_info(name: str) -> dict:
     else:
         from models.manifest import load_manifest
 
-        manifest = load_manifest(ASSETS_DIR / f"{base}.json")
+        manifest = load_manifest(ASSETS_DIR / f"{base.replace(NO_REPAIR_SUFFIX, '')}.json")
         files = [manifest.path, manifest.onnx_path]
+        if manifest.repair is not None and NO_REPAIR_SUFFIX not in base:
+            files.append(manifest.dictionary_path)
     return {"name": name, "weights": {path.name: file_sha256(path) for path in files}}
 
 

@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--score-radius", type=float, default=None,
                    help="score-map radius, heatmap pixels (default 4%% of the map side)")
     g.add_argument("--score-weight", type=float, default=1.0, help="lambda: weight of the score-map MSE")
+    g.add_argument("--occlusion-prob", type=float, default=0.0,
+                   help="share of samples given a synthetic occluder whose covered points get a zero score target "
+                        "(models/training/occlusion.py)")
     g = p.add_argument_group("drr task (also --sigma, --loss, --fg-weight, --init-run, --imagenet-init)")
     g.add_argument("--steps", type=int, default=4, help="recurrent regression steps K (the paper: 8, converged after ~4)")
     g.add_argument("--recurrent", action=argparse.BooleanOptionalAction, default=True,
@@ -110,6 +113,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.evaluate and not args.run:
         p.error("--run is required for training")
+    if not 0.0 <= args.occlusion_prob <= 1.0:
+        p.error(f"--occlusion-prob is a share between 0 and 1, got {args.occlusion_prob}")
+    if args.occlusion_prob and args.model != "sgfa":
+        p.error("--occlusion-prob trains visibility targets, which only sgfa has")
     if not 0.0 <= args.distill <= 1.0:
         p.error(f"--distill is a share of the target between 0 and 1, got {args.distill}")
     return args
@@ -150,7 +157,8 @@ def main(argv=None) -> None:
 
     augment_cfg = AugmentConfig(jitter_scale=args.jitter_scale, rotation_deg=args.rotation, scale=args.scale,
                                 translation=args.translation,
-                                keypoint_error=load_keypoint_error(args.detector_error, args.detector))
+                                keypoint_error=load_keypoint_error(args.detector_error, args.detector),
+                                occlusion_prob=args.occlusion_prob)
     cfg = TrainConfig(run=args.run, epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
                       seed=args.seed, bf16=args.bf16, channels_last=args.channels_last, threads=args.threads,

@@ -163,3 +163,28 @@ def test_onnx_model_confidence_is_the_score_map_and_repair_is_an_option(tmp_path
         low = weights[0] < 0.5
         np.testing.assert_allclose(fixed.points[~low], got.points[~low], atol=1e-9)
         assert low.any() and not np.allclose(fixed.points[low], got.points[low])
+
+
+def test_synthetic_occluders_hide_the_points_they_cover_and_zero_their_score_targets():
+    from models.training.augment import AugmentConfig
+    from models.training.dataset import TrainingData
+
+    data = TrainingData(crop_size=128)
+    ids = data.epoch_ids(np.random.default_rng(0))[:16]
+    plain = data.train_batch(ids, AugmentConfig.none(), np.random.default_rng(4))
+    assert plain.hidden is None
+    occluded = data.train_batch(ids, AugmentConfig(**{**AugmentConfig.none().__dict__, "occlusion_prob": 1.0}),
+                                np.random.default_rng(4))
+    np.testing.assert_allclose(occluded.points, plain.points)  # geometry untouched
+    assert occluded.hidden.shape == (16, 68) and occluded.hidden.any(axis=1).mean() > 0.7
+    for before, after, hidden, points in zip(plain.crops, occluded.crops, occluded.hidden, occluded.points):
+        xy = np.round(points).astype(int).clip(0, 127)
+        changed = np.abs(after.astype(int) - before.astype(int)).sum(axis=2)[xy[:, 1], xy[:, 0]]
+        if hidden.any():
+            assert np.median(changed[hidden]) > 0  # hidden points lie under the pasted occluder
+    task = SGFATask(output_size=64)
+    target = task.make_targets(torch.from_numpy(occluded.points), hidden=torch.from_numpy(occluded.hidden))
+    peaks = target[:, 68:].amax(dim=(2, 3)).numpy()
+    assert (peaks[occluded.hidden] == 0).all() and (peaks[~occluded.hidden] == 1).all()
+    heat = target[:, :68].amax(dim=(2, 3)).numpy()
+    assert (heat > 0.5).all()  # every point keeps its heatmap: the network still places hidden points

@@ -132,6 +132,7 @@ class AugmentConfig:
     noise_prob: float = 0.2
     jpeg_prob: float = 0.25
     erase_prob: float = 0.3
+    occlusion_prob: float = 0.0  # synthetic occluders with hidden-point labels (models/training/occlusion.py; sgfa)
     keypoint_error: KeypointError = field(default_factory=KeypointError.default)
 
     @classmethod

@@ -40,6 +40,7 @@ def identity_of(source_name: str) -> str:
 class Sample:
     crops: np.ndarray  # (B, S, S, 3) uint8 BGR
     points: np.ndarray  # (B, 68, 2) float32 crop coordinates
+    hidden: np.ndarray | None = None  # (B, 68) bool: points a synthetic occluder covers (AugmentConfig.occlusion_prob)
 
 
 class TrainingData:
@@ -148,7 +149,14 @@ class TrainingData:
             crop, p = augment(np.asarray(image), pts, self.crop_size, cfg, rng, None if offsets is None else offsets[i])
             crops.append(crop)
             points.append(p)
-        return Sample(np.stack(crops), np.stack(points).astype(np.float32))
+        if not cfg.occlusion_prob:
+            return Sample(np.stack(crops), np.stack(points).astype(np.float32))
+        from models.training.occlusion import occlude
+
+        hidden = np.zeros((len(crops), len(points[0])), bool)
+        for j in np.flatnonzero(rng.random(len(crops)) < cfg.occlusion_prob):  # textures from the batch's other crops
+            crops[j], hidden[j] = occlude(crops[j], points[j], rng, donor=crops[(j + 1) % len(crops)])
+        return Sample(np.stack(crops), np.stack(points).astype(np.float32), hidden)
 
     def plain_batch(self, ids: np.ndarray) -> Sample:
         """Un-augmented crops: the centre window of the canonical crop, i.e. the run-time aligned crop."""

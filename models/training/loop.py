@@ -131,7 +131,8 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
     folder = run_dir(cfg.run)
     folder.mkdir(parents=True, exist_ok=True)
     config = {"train": cfg.resume_keys(), "task": task.config(),
-              "augment": {k: v for k, v in dataclasses.asdict(augment_cfg).items() if k != "keypoint_error"}
+              "augment": {k: v for k, v in dataclasses.asdict(augment_cfg).items()
+                          if k != "keypoint_error" and not (k == "occlusion_prob" and not v)}  # runs from before it
               | {"keypoint_error": _keypoint_error_record(augment_cfg.keypoint_error)}}
 
     data = TrainingData(cfg.val_fraction, cfg.split_seed, cfg.w300_repeat, cfg.ytf_fraction, task.input_size,
@@ -197,7 +198,9 @@ def train(cfg: TrainConfig, task: Task, augment_cfg: AugmentConfig, restart: boo
             td = time.perf_counter()
             batch = data.train_batch(ids[i * cfg.batch : (i + 1) * cfg.batch], augment_cfg, rng)
             x = task.to_input(batch.crops).contiguous(memory_format=mem)
-            target = task.make_targets(torch.from_numpy(batch.points))
+            points = torch.from_numpy(batch.points)
+            target = task.make_targets(points) if batch.hidden is None else \
+                task.make_targets(points, hidden=torch.from_numpy(batch.hidden))
             data_time += time.perf_counter() - td
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 output = model(x)

@@ -85,9 +85,14 @@ class SGFATask(Task):
         model = self.blank_model()
         return load_run_weights(model, self.init_run, self.name) if self.init_run else model
 
-    def make_targets(self, points: torch.Tensor) -> torch.Tensor:
+    def make_targets(self, points: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """Heatmaps at every point (hidden ones too: the network still places them) and score maps,
+        zero for the points ``hidden`` (B, 68) bool marks (synthetic occluders, ``models.training.occlusion``)."""
         heat = gaussian_heatmaps(points, self.heatmap_size, self.stride, self.sigma)
-        return torch.cat([heat, score_maps(points, self.heatmap_size, self.stride, self.score_radius)], dim=1)
+        score = score_maps(points, self.heatmap_size, self.stride, self.score_radius)
+        if hidden is not None:
+            score = score * (~hidden).float()[..., None, None]
+        return torch.cat([heat, score], dim=1)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         output = output.float()

@@ -141,7 +141,7 @@ def export_onnx(model, task, path: Path, in_graph_decode: bool) -> list[str]:
             raise SystemExit("--in-graph-decode is not offered for sgfa (its score maps are read at the decoded points)")
         net = _split_outputs(model, _heatmaps_and_scores).eval()
         outputs = ["heatmaps", "scores"]
-    elif task.name in ("r18_ffld", "drr"):
+    elif task.name in ("r18_ffld", "drr", "ccnn"):
         net = _split_outputs(model, _coords_and_confidence).eval()
         outputs = ["coords", "confidence"]
     elif in_graph_decode:
@@ -199,7 +199,7 @@ def _augment_text(augment: dict) -> str:
 def main(argv=None) -> dict:
     """Run the export; returns the figures it printed (max difference, size, timings)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr", "ccnn"])
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder (assets/ for the shipped model)")
     p.add_argument("--in-graph-decode", action="store_true", help="put DARK decoding inside the graph")
@@ -242,7 +242,7 @@ def main(argv=None) -> dict:
         ref = model(x).numpy()
         diff = float(np.abs(np.concatenate(ort_out, axis=1) - ref).max())
         print(f"max |ORT - torch| (heatmaps and score maps) on {len(crops)} real crops: {diff:.2e}")
-    elif task.name in ("r18_ffld", "drr"):
+    elif task.name in ("r18_ffld", "drr", "ccnn"):
         ref = model(x).numpy()
         diff = max(float(np.abs(ort_out[0] - ref[..., :2]).max()), float(np.abs(ort_out[1] - ref[..., 2]).max()))
         print(f"max |ORT - torch| (coords in crop units, confidence) on {len(crops)} real crops: {diff:.2e} "
@@ -263,7 +263,7 @@ def main(argv=None) -> dict:
     if args.benchmark:
         from models.heatmap_decode import decode_heatmaps
 
-        decode = None if args.in_graph_decode or task.name in ("r18_ffld", "drr") else (
+        decode = None if args.in_graph_decode or task.name in ("r18_ffld", "drr", "ccnn") else (
             lambda h: decode_heatmaps(h, "dark", task.decode_kernel()))
         if task.name == "sgfa":
             decode = _sgfa_decode(task, args)
@@ -277,6 +277,8 @@ def main(argv=None) -> dict:
         return _write_sgfa_manifest(args, task, model, state, onnx_path, outputs, result)
     if task.name == "drr":
         return _write_drr_manifest(args, task, model, state, onnx_path, outputs, result)
+    if task.name == "ccnn":
+        return _write_ccnn_manifest(args, task, model, state, onnx_path, outputs, result)
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
     start = "the ImageNet MobileNetV2 1.0 weights (models/training/imagenet_init.py)" if t.get("imagenet_init") else "scratch"
@@ -475,6 +477,39 @@ def _write_drr_manifest(args, task, model, state, onnx_path: Path, outputs: list
               f"(weight {t['point_weight']}); confidence = the initial heatmap at the final point; AdamW lr "
               f"{tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, {_schedule_text(tr)}, "
               f"{state['epoch']}/{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}")
+    manifest = ModelManifest(
+        name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
+        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
+        template_version=template_version(), coords_unit="normalized", min_confidence=args.min_confidence,
+        label_offset_x=learnt_label_offset(state),
+        card=ModelCard(training_data=training_data_text(tr), recipe=recipe,
+                       metrics=_metrics_text(args, model, task, state, {"default": ""}),
+                       training=training_text(state, args.checkpoint, t.get("init_run", ""))),
+    )
+    return _save_manifest(manifest, args, onnx_path, result)
+
+
+def _write_ccnn_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
+    """Manifest (``coords`` kind) and model card of CCNN."""
+    from models.manifest import ModelCard, ModelManifest, template_version
+
+    cfg = state["config"]
+    tr, t = cfg["train"], cfg["task"]
+    start = "the ImageNet MobileNetV2 1.0 weights" if t.get("imagenet_init") else "scratch"
+    size, maps = t["input_size"], t["heatmap_size"]
+    branches = ("two paper-size plain CNNs" if t.get("paper") else
+                f"two base branches (MobileNetV2 1.0 from {start} conv-deconv to {maps}x{maps}x64, and a light "
+                f"4-layer CNN to {maps}x{maps}x32)")
+    cascade = ("no regression cascade: the last heatmap unit's DARK positions (the ablation)" if t["heatmap_only"]
+               else f"{t['steps']} regression units (each fed F, its heatmap unit's maps and the baseline maps, "
+                    f"chained) regressing the residual of the DARK positions, per-unit loss = NME (weight "
+                    f"{t['point_weight']})")
+    recipe = (f"CCNN, {size} px input: {branches}; baseline heatmaps and {t['steps']} heatmap units (separable 7x7 "
+              f"and dilated 3x3 convolutions), every heatmap set supervised (sigma {t['sigma']}, loss {t['loss']}, "
+              f"foreground weight {t['foreground_weight']}); {cascade}; confidence = the last heatmap unit's value "
+              f"at the final point; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
+              f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs; augmentation: "
+              f"{_augment_text(cfg['augment'])}")
     manifest = ModelManifest(
         name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),

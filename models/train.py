@@ -17,7 +17,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from models.training.augment import DETECTOR_ERROR_FILE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr"])
+    p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr", "ccnn"])
     p.add_argument("--run", help="run name (folder under cache_dir()/train)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
@@ -78,6 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--recurrent", action=argparse.BooleanOptionalAction, default=True,
                    help="the LSTM's recurrent shape feature (--no-recurrent: a plain cascade, the ablation)")
     g.add_argument("--point-weight", type=float, default=1.0, help="weight of the per-step point loss (NME units)")
+    g = p.add_argument_group("ccnn task (also --steps, --point-weight, --sigma, --loss, --fg-weight, --init-run, "
+                             "--imagenet-init)")
+    g.add_argument("--heatmap-only", action="store_true",
+                   help="ccnn: no regression cascade, the last heatmap unit's positions (the ablation)")
+    g.add_argument("--input-size", type=int, default=0,
+                   help="ccnn: crop size, a multiple of 32 (default 128; 160 and 192 cost more, docs/DESIGN.md)")
+    g.add_argument("--paper-size", action="store_true", help="ccnn: the paper-size network (256 px; cost studies)")
     g = p.add_argument_group("r18_ffld task (baseline run, then the full model from its weights)")
     g.add_argument("--s0-epochs", type=int, default=30, help="epochs of the S0 baseline run")
     g.add_argument("--s0-run", help="run name of the S0 baseline (default RUN_s0); --epochs is the full model's; "
@@ -184,6 +191,12 @@ def main(argv=None) -> None:
         task = build_task("drr", steps=args.steps, recurrent=args.recurrent, point_weight=args.point_weight,
                           foreground_weight=args.fg_weight, init_run=args.init_run,
                           imagenet_init=args.imagenet_init, **options)
+    elif args.model == "ccnn":
+        if args.init_onnx:
+            raise SystemExit("--init-onnx is offered for r18_ffld and mnv2_sdd, not ccnn")
+        task = build_task("ccnn", steps=args.steps, heatmap_only=args.heatmap_only, input_size=args.input_size,
+                          paper=args.paper_size, point_weight=args.point_weight, foreground_weight=args.fg_weight,
+                          init_run=args.init_run, imagenet_init=args.imagenet_init, **options)
     else:
         task = build_task(args.model, foreground_weight=args.fg_weight, init_run=args.init_run,
                           imagenet_init=args.imagenet_init, init_onnx=args.init_onnx, **options)

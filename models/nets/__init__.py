@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-MODEL_NAMES = ("mnv2_sdd", "r18_ffld", "sgfa", "drr")
+MODEL_NAMES = ("mnv2_sdd", "r18_ffld", "sgfa", "drr", "ccnn")
 
 
 def build_model(name: str, **kwargs):
@@ -25,4 +25,8 @@ def build_model(name: str, **kwargs):
         from models.nets.drr import DRR
 
         return DRR(**kwargs)
+    if name == "ccnn":
+        from models.nets.ccnn import CCNN
+
+        return CCNN(**kwargs)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")

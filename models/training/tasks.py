@@ -1,6 +1,7 @@
 """Which ``Task`` trains a network: by model name, or from a run's recorded ``config()``."""
 from __future__ import annotations
 
+from models.training.ccnn_task import CCNNTask
 from models.training.drr_task import DRRTask
 from models.training.ffld_task import FFLDTask
 from models.training.heatmap_task import HeatmapTask
@@ -17,6 +18,8 @@ def build_task(model: str, **options) -> Task:
         return SGFATask(**options)
     if model == "drr":
         return DRRTask(**options)
+    if model == "ccnn":
+        return CCNNTask(**options)
     raise ValueError(f"no training task for model {model!r}")
 
 
@@ -28,6 +31,8 @@ def task_from_config(t: dict) -> Task:
         return SGFATask.from_config(t)
     if t.get("task") == "drr":
         return DRRTask.from_config(t)
+    if t.get("task") == "ccnn":
+        return CCNNTask.from_config(t)
     return HeatmapTask(sigma=t["sigma"], loss_name=t["loss"], foreground_weight=t["foreground_weight"],
                        init_run=t.get("init_run", ""), imagenet_init=t.get("imagenet_init", False),
                        init_onnx=t.get("init_onnx", ""))

@@ -18,7 +18,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pipeline")
     model = default_model()
     group.add_argument("--model", default=model, help=f"landmark model (default {model}: the first installed network)")
-    group.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu (default auto)")
+    group.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda, ort-cpu or openvino (default auto)")
     add_precision_argument(group)
     group.add_argument("--detector", default=DEFAULT_DETECTOR,
                        help=f"{', '.join(DETECTOR_NAMES)} (default {DEFAULT_DETECTOR}: BlazeFace up to 720p, MTCNN "

@@ -30,10 +30,11 @@ class Backend(str, Enum):
     TENSORRT = "tensorrt"  # TensorRT FP16 engine
     ORT_CUDA = "ort-cuda"  # ONNX Runtime, CUDA execution provider
     ORT_CPU = "ort-cpu"  # ONNX Runtime, CPU execution provider
+    OPENVINO = "openvino"  # OpenVINO, CPU
 
     @property
     def label(self) -> str:
-        return {"tensorrt": "TensorRT FP16", "ort-cuda": "ONNX Runtime CUDA", "ort-cpu": "ONNX Runtime CPU"}[
+        return {"tensorrt": "TensorRT FP16", "ort-cuda": "ONNX Runtime CUDA", "ort-cpu": "ONNX Runtime CPU", "openvino": "OpenVINO CPU"}[
             self.value
         ]
 

@@ -23,6 +23,7 @@ SUPPORTED: dict[Backend, tuple[Precision, ...]] = {
     Backend.TENSORRT: (Precision.FP16,),
     Backend.ORT_CUDA: (Precision.FP32,),
     Backend.ORT_CPU: (Precision.FP32, Precision.INT8),
+    Backend.OPENVINO: (Precision.FP32,),  # INT8 (NNCF) files not made yet
 }
 _WHY_NOT = {
     (Backend.TENSORRT, Precision.INT8): "TensorRT runs FP16 engines here; its INT8 path (TensorRT calibration) "

@@ -97,6 +97,7 @@ def backend_availability() -> dict[Backend, str | None]:
         availability[Backend.ORT_CUDA] = gpu_problem
 
     availability[Backend.ORT_CPU] = None if CPU_PROVIDER in providers else "ONNX Runtime is not installed"
+    availability[Backend.OPENVINO] = "OpenVINO is not installed" if _module_missing("openvino") else None
     return availability
 
 
@@ -151,8 +152,11 @@ def open_runner(
     else:
         if availability[requested] is not None:
             _tell(on_message, f"{requested.label} is unavailable ({availability[requested]}).")
-        start = FASTEST_FIRST.index(requested)
-        candidates = [b for b in FASTEST_FIRST[start:] if availability[b] is None]
+        if requested in FASTEST_FIRST:
+            start = FASTEST_FIRST.index(requested)
+            candidates = [b for b in FASTEST_FIRST[start:] if availability[b] is None]
+        else:  # OpenVINO: not in auto's order yet; falls back to ONNX Runtime CPU
+            candidates = [requested] if availability[requested] is None else []
     if Backend.ORT_CPU not in candidates:
         candidates.append(Backend.ORT_CPU)  # last resort; raises a clear error if ONNX Runtime is missing
     if wanted is not None:
@@ -186,6 +190,10 @@ def open_runner(
 def _open(backend, path, on_message, on_progress, max_batch, threads, cache_root) -> Runner:
     if backend is Backend.TENSORRT:
         return _open_tensorrt(path, on_message, on_progress, max_batch, cache_root)
+    if backend is Backend.OPENVINO:
+        from engines.openvino import OpenVinoRunner
+
+        return OpenVinoRunner(path, threads=threads)
     from engines.ort import OrtRunner
 
     return OrtRunner(path, backend, threads=threads)

@@ -509,8 +509,9 @@ def test_backend_names_resolve() -> None:
     assert select.resolve_backend("auto") is None
     assert select.resolve_backend("TensorRT") is Backend.TENSORRT
     assert select.resolve_backend(Backend.ORT_CUDA) is Backend.ORT_CUDA
-    with pytest.raises(ValueError, match="auto, tensorrt, ort-cuda, ort-cpu"):
-        select.resolve_backend("openvino")
+    assert select.resolve_backend("openvino") is Backend.OPENVINO
+    with pytest.raises(ValueError, match="auto, tensorrt, ort-cuda, ort-cpu, openvino"):
+        select.resolve_backend("directml")
 
 
 def test_fallback_when_tensorrt_is_not_importable(model_path: Path, monkeypatch) -> None:

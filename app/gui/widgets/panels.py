@@ -38,6 +38,7 @@ BACKEND_CHOICES = (  # (value, label) in the back-end dropdown
     ("tensorrt", "TensorRT FP16"),
     ("ort-cuda", "ONNX Runtime CUDA"),
     ("ort-cpu", "ONNX Runtime CPU"),
+    ("openvino", "OpenVINO CPU"),
 )
 BACKEND_LABELS = dict(BACKEND_CHOICES) | {"mediapipe": "MediaPipe (CPU)"}
 PRECISION_CHOICES = (  # (value, label) in the precision dropdown; engines.precision says who runs what

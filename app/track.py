@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from app import exit_codes
 from app.argtypes import positive_int
+from app.output_paths import check_outputs
 from app.overlay import OverlayOptions
 from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
+    check_outputs([args.source], {"--out": args.out, "--landmarks": args.landmarks})  # before anything is opened
     # Without a video to write nothing is drawn (the landmark CSV needs no overlay).
     overlay = None if args.out else OverlayOptions(**{name: False for name in OverlayOptions.__dataclass_fields__})
     with open_source(args.source) as source, \

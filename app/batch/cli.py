@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from app.argtypes import non_negative_int, positive_int
+from app.output_paths import check_output_folder
 from app.batch.plan import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP
 from app.pipeline_args import add_pipeline_arguments
 
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.inputs, args.out)  # before anything is opened
     try:
         from app.batch.runner import BatchConfig, BatchRunner
     except ImportError as error:

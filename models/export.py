@@ -462,21 +462,12 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
     return _save_manifest(manifest, args, onnx_path, result)
 
 
-def _write_drr_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
-    """Manifest (``coords`` kind) and model card of DRR."""
+def _save_coords_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict,
+                          recipe: str) -> dict:
+    """The ``coords`` manifest of a network that regresses normalised points with a confidence (drr, ccnn)."""
     from models.manifest import ModelCard, ModelManifest, template_version
 
-    cfg = state["config"]
-    tr, t = cfg["train"], cfg["task"]
-    start = "the ImageNet MobileNetV2 1.0 weights" if t.get("imagenet_init") else "scratch"
-    recurrent = "an LSTM cell shared by every step (the recurrent shape feature)" if t["recurrent"] else "no recurrent feature"
-    recipe = (f"MobileNetV2 1.0 from {start}, conv-deconv to 48x48x64 with skips at strides 16, 8, 4, 192 px "
-              f"input; initial heatmaps (sigma {t['sigma']}, loss {t['loss']}, foreground weight "
-              f"{t['foreground_weight']}) decoded by DARK to S0; {t['steps']} regression steps of shape-indexed "
-              f"max pooling (3x3 samples, 1 feature pixel apart) with {recurrent}, per-step loss = NME "
-              f"(weight {t['point_weight']}); confidence = the initial heatmap at the final point; AdamW lr "
-              f"{tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, {_schedule_text(tr)}, "
-              f"{state['epoch']}/{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}")
+    tr, t = state["config"]["train"], state["config"]["task"]
     manifest = ModelManifest(
         name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
         colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
@@ -489,10 +480,24 @@ def _write_drr_manifest(args, task, model, state, onnx_path: Path, outputs: list
     return _save_manifest(manifest, args, onnx_path, result)
 
 
+def _write_drr_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
+    """Manifest (``coords`` kind) and model card of DRR."""
+    cfg = state["config"]
+    tr, t = cfg["train"], cfg["task"]
+    start = "the ImageNet MobileNetV2 1.0 weights" if t.get("imagenet_init") else "scratch"
+    recurrent = "an LSTM cell shared by every step (the recurrent shape feature)" if t["recurrent"] else "no recurrent feature"
+    recipe = (f"MobileNetV2 1.0 from {start}, conv-deconv to 48x48x64 with skips at strides 16, 8, 4, 192 px "
+              f"input; initial heatmaps (sigma {t['sigma']}, loss {t['loss']}, foreground weight "
+              f"{t['foreground_weight']}) decoded by DARK to S0; {t['steps']} regression steps of shape-indexed "
+              f"max pooling (3x3 samples, 1 feature pixel apart) with {recurrent}, per-step loss = NME "
+              f"(weight {t['point_weight']}); confidence = the initial heatmap at the final point; AdamW lr "
+              f"{tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, {_schedule_text(tr)}, "
+              f"{state['epoch']}/{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}")
+    return _save_coords_manifest(args, task, model, state, onnx_path, outputs, result, recipe)
+
+
 def _write_ccnn_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
     """Manifest (``coords`` kind) and model card of CCNN."""
-    from models.manifest import ModelCard, ModelManifest, template_version
-
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
     start = "the ImageNet MobileNetV2 1.0 weights" if t.get("imagenet_init") else "scratch"
@@ -510,16 +515,7 @@ def _write_ccnn_manifest(args, task, model, state, onnx_path: Path, outputs: lis
               f"at the final point; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
               f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs; augmentation: "
               f"{_augment_text(cfg['augment'])}")
-    manifest = ModelManifest(
-        name=args.model, onnx=onnx_path.name, kind="coords", input_name="input", input_size=task.input_size,
-        colour_order=task.colour_order, mean=tuple(task.mean), std=tuple(task.std), outputs=tuple(outputs),
-        template_version=template_version(), coords_unit="normalized", min_confidence=args.min_confidence,
-        label_offset_x=learnt_label_offset(state),
-        card=ModelCard(training_data=training_data_text(tr), recipe=recipe,
-                       metrics=_metrics_text(args, model, task, state, {"default": ""}),
-                       training=training_text(state, args.checkpoint, t.get("init_run", ""))),
-    )
-    return _save_manifest(manifest, args, onnx_path, result)
+    return _save_coords_manifest(args, task, model, state, onnx_path, outputs, result, recipe)
 
 
 def _dictionary_file(args) -> Path:

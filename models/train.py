@@ -180,20 +180,23 @@ def main(argv=None) -> None:
     options = {"sigma": args.sigma, "loss_name": args.loss}
     options = {k: v for k, v in options.items() if v is not None}
     if args.model == "sgfa":
-        if args.init_onnx:
-            raise SystemExit("--init-onnx is offered for r18_ffld and mnv2_sdd, not sgfa")
         task = build_task("sgfa", output_size=args.output_size, head_channels=args.head_channels,
                           score_radius=args.score_radius, score_weight=args.score_weight,
-                          foreground_weight=args.fg_weight, init_run=args.init_run, **options)
+                          foreground_weight=args.fg_weight, init_run=args.init_run, init_onnx=args.init_onnx,
+                          **options)
+        if args.init_onnx:
+            from models.training.onnx_init import keep_start_card
+
+            keep_start_card(args.run, Path(args.init_onnx))
     elif args.model == "drr":
         if args.init_onnx:
-            raise SystemExit("--init-onnx is offered for r18_ffld and mnv2_sdd, not drr")
+            raise SystemExit("--init-onnx is offered for r18_ffld, mnv2_sdd and sgfa, not drr")
         task = build_task("drr", steps=args.steps, recurrent=args.recurrent, point_weight=args.point_weight,
                           foreground_weight=args.fg_weight, init_run=args.init_run,
                           imagenet_init=args.imagenet_init, **options)
     elif args.model == "ccnn":
         if args.init_onnx:
-            raise SystemExit("--init-onnx is offered for r18_ffld and mnv2_sdd, not ccnn")
+            raise SystemExit("--init-onnx is offered for r18_ffld, mnv2_sdd and sgfa, not ccnn")
         task = build_task("ccnn", steps=args.steps, heatmap_only=args.heatmap_only, input_size=args.input_size,
                           paper=args.paper_size, point_weight=args.point_weight, foreground_weight=args.fg_weight,
                           init_run=args.init_run, imagenet_init=args.imagenet_init, **options)

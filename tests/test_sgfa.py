@@ -233,3 +233,20 @@ def test_shipped_sgfa_visibility_reaches_the_csv_through_the_pipeline(tmp_path, 
     visible = table.visible
     assert np.isin(visible, [0.0, 1.0]).all()  # every cell told: sgfa says which points it sees
     assert visible.mean() > 0.8  # a talking face, nothing in front of it
+
+
+def test_shipped_sgfa_weights_load_back_into_torch_for_a_fine_tune():
+    """``--init-onnx assets/sgfa.onnx``: the folded file loads into the network (the stem's
+    unfolded convolution and the exporter's de-duplicated batch-norm statistics included) and
+    computes what ONNX Runtime computes."""
+    import onnxruntime as ort
+
+    task = SGFATask(output_size=64, head_channels=128, init_onnx="assets/sgfa.onnx")
+    model = task.build_model().eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, task.input_size, task.input_size)).astype(np.float32)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession("assets/sgfa.onnx", providers=["CPUExecutionProvider"])
+    theirs = np.concatenate(session.run(None, {session.get_inputs()[0].name: x}), axis=1)
+    assert np.abs(ours - theirs).max() < 1e-4 * np.abs(theirs).max()
+    assert task.config()["init_onnx"] == "assets/sgfa.onnx"

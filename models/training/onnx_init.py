@@ -100,6 +100,9 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
 
     graph = onnx.load(str(onnx_path)).graph
     init = {i.name: np.array(numpy_helper.to_array(i)) for i in graph.initializer}
+    for node in graph.node:  # the exporter keeps one copy of equal tensors and names the others by Identity
+        if node.op_type == "Identity" and node.input[0] in init:
+            init[node.output[0]] = init[node.input[0]]
     consts = {n.output[0]: np.array(numpy_helper.to_array(n.attribute[0].t)) for n in graph.node
               if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
 
@@ -113,7 +116,11 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
     state = model.state_dict()
     named = {_network_key(name): value for name, value in init.items() if _network_key(name) in state}
     folded = [n for n in graph.node if n.op_type == "Conv" and _network_key(n.input[1]) not in state]
-    pairs = _conv_bn_pairs(model, input_size)
+    module_name = {id(module): name for name, module in model.named_modules()}
+    # a convolution whose output also feeds something other than its batch norm (sgfa's stem: the
+    # first residual's skip) is not folded; it and its batch norm keep their names and load by name
+    pairs = [(conv, bn) for conv, bn in _conv_bn_pairs(model, input_size)
+             if f"{module_name[id(conv)]}.weight" not in named]
     if len(folded) != len(pairs):
         raise ValueError(f"{onnx_path} has {len(folded)} folded convolutions, the network {len(pairs)} "
                          "convolutions followed by a batch norm")
@@ -138,7 +145,9 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
             state[key].copy_(torch.from_numpy(value))
         folded_modules = {id(m) for pair in pairs for m in pair}
         unset = [name for owner, module in model.named_modules() if id(module) not in folded_modules
-                 for name in (f"{owner}.{p}".lstrip(".") for p, _ in module.named_parameters(recurse=False))
+                 for name in (f"{owner}.{p}".lstrip(".") for p, _ in
+                              [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+                              if p != "num_batches_tracked")
                  if name not in named]
         if unset:
             raise ValueError(f"{onnx_path} holds no value for {unset[:5]}{' ...' if len(unset) > 5 else ''}")

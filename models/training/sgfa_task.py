@@ -48,6 +48,7 @@ class SGFATask(Task):
     score_weight: float = 1.0  # lambda
     decode_method: str = "dark"
     init_run: str = ""
+    init_onnx: str = ""  # exported file whose weights a fresh network starts from, batch norms frozen
 
     decode_methods = ("dark", "argmax")
 
@@ -74,7 +75,8 @@ class SGFATask(Task):
     def from_config(cls, t: dict) -> "SGFATask":
         return cls(output_size=t["heatmap_size"], head_channels=t["head_channels"], sigma=t["sigma"],
                    score_radius=t["score_radius"], loss_name=t["loss"], foreground_weight=t["foreground_weight"],
-                   score_weight=t["score_weight"], init_run=t.get("init_run", ""))
+                   score_weight=t["score_weight"], init_run=t.get("init_run", ""),
+                   init_onnx=t.get("init_onnx", ""))
 
     def blank_model(self) -> torch.nn.Module:
         from models.nets import build_model
@@ -82,7 +84,15 @@ class SGFATask(Task):
         return build_model(self.name, output_size=self.output_size, head_channels=self.head_channels)
 
     def build_model(self) -> torch.nn.Module:
+        """A fresh network: the weights of run ``init_run``, of the exported file ``init_onnx``
+        (batch norms frozen, ``models.training.onnx_init``), else random."""
+        if self.init_run and self.init_onnx:
+            raise ValueError("init_run and init_onnx are different starts; give one")
         model = self.blank_model()
+        if self.init_onnx:
+            from models.training.onnx_init import load_onnx_weights
+
+            return load_onnx_weights(model, self.init_onnx, self.input_size)
         return load_run_weights(model, self.init_run, self.name) if self.init_run else model
 
     def make_targets(self, points: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
@@ -124,4 +134,6 @@ class SGFATask(Task):
                   "heatmap_size": self.heatmap_size, "head_channels": self.head_channels, "sigma": self.sigma,
                   "score_radius": self.score_radius, "loss": self.loss_name,
                   "foreground_weight": self.foreground_weight, "score_weight": self.score_weight}
+        if self.init_onnx:
+            config["init_onnx"] = self.init_onnx
         return {**config, "init_run": self.init_run} if self.init_run else config

@@ -125,8 +125,11 @@ def test_retinaface_file_with_a_fixed_input_size_gets_letterboxed(tmp_path, hele
 
 
 def test_blazeface_full_range_model_and_bad_range(helen_faces):
+    pytest.importorskip("mediapipe", reason="the full-range model is the mediapipe peer's (peers extra)")
     image, points = helen_faces[0]
-    with create_detector("blazeface", model_range="full") as det:
+    with pytest.raises(ValueError, match="blazeface-mediapipe"):
+        create_detector("blazeface", model_range="full")
+    with create_detector("blazeface-mediapipe", model_range="full") as det:
         assert det.model_range == "full"
         assert match_detection(det.detect(image), points) is not None
     with pytest.raises(ValueError, match="model_range"):
@@ -323,3 +326,17 @@ def test_keypoint_error_file_is_complete():
         joint = np.array(entry["joint_cov"])
         assert joint.shape == (2 * len(slots),) * 2
         assert np.linalg.eigvalsh(joint).min() > 0
+
+
+def test_onnx_blazeface_agrees_with_mediapipe_solution(helen_faces):
+    """The shipped ONNX BlazeFace finds mediapipe's faces with the same boxes and keypoints
+    (bound: IoU >= 0.99, keypoints within 1 px; measured over all of HELEN test in docs/RESULTS.md)."""
+    pytest.importorskip("mediapipe", reason="the reference is mediapipe's solution (peers extra)")
+    from models.detectors.blazeface_agreement import Agreement
+
+    agreement = Agreement()
+    with create_detector("blazeface") as ours, create_detector("blazeface-mediapipe") as theirs:
+        for image, _points in helen_faces:
+            agreement.add(ours.detect(image), theirs.detect(image))
+    assert agreement.ours == agreement.theirs > 0 and agreement.unpaired == 0
+    assert min(agreement.ious) >= 0.99 and max(agreement.keypoint_px) <= 1.0

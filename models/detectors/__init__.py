@@ -1,7 +1,8 @@
 """Face detectors behind one interface: ``create_detector(name, model_path=None, **options)``.
 
 ``auto`` (default: BlazeFace up to 720p, MTCNN on larger frames and as BlazeFace's fallback; ``models.detectors.auto``),
-``blazeface`` (MediaPipe, models inside the mediapipe wheel), ``mtcnn`` (MTCNN, networks
+``blazeface`` (MediaPipe's short-range BlazeFace converted to ONNX, shipped in ``assets/blazeface``),
+``blazeface-mediapipe`` (the same through mediapipe's solution: the reference, ``peers`` extra), ``mtcnn`` (MTCNN, networks
 shipped in ``assets/mtcnn``: small and many faces, five points), ``retinaface``
 (RetinaFace MobileNet-0.25 ONNX file) and ``yunet`` (fixed-size YuNet ONNX file for
 ``cv2.FaceDetectorYN``). The ONNX files are never part of the project: the caller names them.
@@ -13,6 +14,7 @@ from pathlib import Path
 from models.detectors.base import FaceDetector, Letterbox
 
 DETECTOR_NAMES = ("auto", "blazeface", "mtcnn", "retinaface", "yunet")
+PEER_DETECTORS = ("blazeface-mediapipe",)  # references for tests and measurements, not offered by the app
 DEFAULT_DETECTOR = "auto"
 SHIPPED_DETECTORS = ("auto", "blazeface", "mtcnn")  # need no file from the user
 # The shared test files (in ``models.datasets.detector_model_dir()``) each file-based detector was checked with.
@@ -35,6 +37,10 @@ def create_detector(name: str = DEFAULT_DETECTOR, model_path: str | Path | None 
         from models.detectors.blazeface import BlazeFaceDetector
 
         return BlazeFaceDetector(**options)
+    if name == "blazeface-mediapipe":
+        from models.detectors.blazeface_mediapipe import MediaPipeBlazeFaceDetector
+
+        return MediaPipeBlazeFaceDetector(**options)
     if name == "mtcnn":
         from models.detectors.mtcnn import MtcnnDetector
 

@@ -177,14 +177,14 @@ def test_two_phase_training_resumes_exactly(tmp_path, monkeypatch):
     train_main(_train_args("cut", "--stop-after", "1"))  # the baseline run only
     assert (tmp_path / "cut_s0" / "last.pt").is_file() and not (tmp_path / "cut" / "last.pt").exists()
     train_main(_train_args("cut", "--stop-after", "1"))  # first epoch of the full model
-    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 1
     train_main(_train_args("cut"))  # the same command finishes it
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2 and a["config"]["task"]["init_run"] == "straight_s0"
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    base = torch.load(tmp_path / "straight_s0" / "last.pt", weights_only=False)
+    base = torch.load(tmp_path / "straight_s0" / "last.pt", weights_only=True)
     assert base["config"]["task"]["refine"] is False
     # the baseline phase never touched the stages: still zero
     assert not base["model"]["stages.0.cropnet.fc.weight"].any()
@@ -203,7 +203,7 @@ def test_export_matches_torch_and_runs_in_the_app(tmp_path, monkeypatch, real_fa
     train_main(_train_args("tiny", "--s0-epochs", "0", "--epochs", "1"))
     checkpoint = tmp_path / "runs" / "tiny" / "last.pt"
     # give the CropNets non-zero weights so the check covers the crops
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     gen = torch.Generator().manual_seed(0)
     for k in [k for k in state["model"] if k.endswith("cropnet.fc.weight")]:
         state["model"][k] = 0.05 * torch.randn(state["model"][k].shape, generator=gen)
@@ -284,7 +284,7 @@ def test_fine_tuning_starts_from_the_shipped_file_exactly(tmp_path, monkeypatch)
 
     monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
     train_main(_train_args("ft", "--init-onnx", str(shipped), "--epochs", "1", "--lr", "1e-4"))
-    state = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
     assert state["config"]["task"]["init_onnx"] == str(shipped) and not (tmp_path / "ft_s0").exists()
     start = model.state_dict()
     trained = state["model"]

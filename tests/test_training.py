@@ -249,11 +249,11 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
 
     train(cfg("straight"), task, aug)
     train(cfg("cut"), task, aug, stop_after=1)
-    first = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    first = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert first["epoch"] == 1
     train(cfg("cut"), task, aug)  # same command resumes
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -291,7 +291,7 @@ def test_a_continuation_starts_from_the_other_runs_weights(tmp_path, monkeypatch
     monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
     train(TrainConfig(run="first", epochs=1, batch=4, max_steps=1, bf16=False, threads=1, val_fraction=0.01),
           HeatmapTask(), AugmentConfig())
-    trained = torch.load(tmp_path / "first" / "last.pt", weights_only=False)["model"]
+    trained = torch.load(tmp_path / "first" / "last.pt", weights_only=True)["model"]
     task = HeatmapTask(init_run="first")
     started = task.build_model().state_dict()
     assert all(torch.equal(started[k], trained[k]) for k in trained)
@@ -315,8 +315,8 @@ def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch, cap
     train(cfg("straight"), task, aug)
     train(cfg("cut"), task, aug, stop_after=1)
     train(cfg("cut"), task, aug)
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert int(a["ema"]["n_averaged"]) == 4 and a["config"]["train"]["ema_decay"] == 0.5
     for k in a["ema"]:
         assert torch.equal(a["ema"][k], b["ema"][k]), k
@@ -491,3 +491,63 @@ def test_mnv2_sdd_fine_tunes_from_its_shipped_file_exactly():
     assert task_from_config(task.config()).init_onnx == str(shipped)
     with pytest.raises(ValueError, match="different starts"):
         HeatmapTask(init_onnx=str(shipped), imagenet_init=True).build_model()
+
+
+class _Payload:
+    """A pickled object that runs a shell command when it is loaded (a crafted checkpoint)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_with_a_pickle_payload_is_refused_and_never_runs(tmp_path):
+    from models.training.checkpoint import load_checkpoint
+
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"model": {}, "config": _Payload(marker)}, crafted)
+    with pytest.raises(SystemExit, match="crafted.pt: refused.*pickled object"):
+        load_checkpoint(crafted)
+    assert not marker.exists()
+    import pickle  # a bare pickle file (not torch's zip format) is refused the same way
+
+    bare = tmp_path / "bare.pt"
+    bare.write_bytes(pickle.dumps({"model": _Payload(marker)}, protocol=2))
+    with pytest.raises(SystemExit, match="bare.pt: refused"):
+        load_checkpoint(bare)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_is_tensors_and_plain_data_and_restores_the_rngs(tmp_path):
+    import random
+
+    from models.training.checkpoint import load_checkpoint, restore, rng_state, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model, optimizer, scheduler, 1, 5, np.float64(0.05), {"train": {"lr": 1e-3}},
+                    {"val": {"dark": {"nme": np.float32(0.04)}}, "points": np.arange(3)})
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+    expected = (torch.rand(2), np.random.rand(2), random.random())
+    state = load_checkpoint(path)
+    assert type(state["best"]) is float and state["metrics"]["points"] == [0, 1, 2]
+    assert type(state["metrics"]["val"]["dark"]["nme"]) is float
+    torch.rand(5), np.random.rand(5), random.random()
+    restore(state, model, optimizer, scheduler)
+    again = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+    # a checkpoint written before the RNG states were plain data (numpy's state as a tuple
+    # holding an array) still loads with weights_only and restores
+    legacy = dict(state, rng=dict(rng_state(), numpy=np.random.get_state()))
+    torch.save(legacy, tmp_path / "legacy.pt")
+    expected = np.random.rand(3)
+    np.random.rand(7)
+    restore(load_checkpoint(tmp_path / "legacy.pt"), model)
+    assert np.array_equal(np.random.rand(3), expected)

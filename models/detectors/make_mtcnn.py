@@ -124,7 +124,8 @@ def load_nets(wheel: Path) -> tuple[dict, str]:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         for name, (net, scaled) in build_nets().items():
-            state = torch.load(io.BytesIO(archive.read(f"facenet_pytorch/data/{name}.pt")), map_location="cpu")
+            state = torch.load(io.BytesIO(archive.read(f"facenet_pytorch/data/{name}.pt")), map_location="cpu",
+                               weights_only=True)  # tensors only: nothing in the file runs
             net.load_state_dict(state)
             nets[name] = scaled(net).eval()
         licence = archive.read(next(n for n in names if n.endswith(".dist-info/LICENSE.md"))).decode()

@@ -7,6 +7,7 @@ continuation starts.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -23,13 +24,46 @@ def run_dir(run: str) -> Path:
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """torch, numpy and Python RNG states as tensors and plain data (what ``weights_only`` loads)."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"kind": str(kind), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": plain(random.getstate())}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    if isinstance(n, dict):
+        n = (n["kind"], np.asarray(n["key"], dtype=np.int64).astype(np.uint32), n["pos"], n["has_gauss"],
+             n["cached_gaussian"])
+    np.random.set_state(n)  # a tuple: a checkpoint written before the states were plain data
+    random.setstate(_tuples(state["python"]))
+
+
+def plain(value):
+    """``value`` with numpy scalars and arrays made Python numbers and lists, recursively (tensors
+    are kept): what a checkpoint stores beside its tensors, so ``weights_only`` loads it."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _tuples(value):
+    """``random.setstate`` wants tuples where a checkpoint may hold lists."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: int, best: float, config: dict,
@@ -43,9 +77,9 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: i
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,  # number of completed epochs
         "step": step,
-        "best": best,
-        "config": config,
-        "metrics": metrics or {},
+        "best": float(best),
+        "config": plain(config),
+        "metrics": plain(metrics or {}),
         "rng": rng_state(),
     }
     if ema is not None:
@@ -54,8 +88,26 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, step: i
         torch.save(state, handle)
 
 
+# Checkpoints written before their RNG states were plain data hold one numpy array (the
+# MT19937 key); these are the only globals that rebuild it, so those files still load.
+_LEGACY_NUMPY = [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """The checkpoint at ``path``, loaded with ``weights_only=True``: tensors and plain data only.
+
+    A file that holds anything else (a pickled object, which could run code as it loads) is
+    refused with ``SystemExit`` naming the file; nothing in it runs."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_LEGACY_NUMPY):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        reason = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        raise SystemExit(f"{path}: refused: this checkpoint holds more than tensors and plain data (a pickled "
+                         f"object, which could run code when loaded), so it is not loaded. Use a checkpoint "
+                         f"this project wrote. ({reason.strip()})") from None
 
 
 def inference_weights(state: dict) -> dict:

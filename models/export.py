@@ -543,6 +543,13 @@ def _sgfa_decode(task, args):
     return decode
 
 
+def _occluder_text(prob: float) -> str:
+    if not prob:
+        return ""
+    return (f"; synthetic occluders on {prob:.0%} of the training faces, the points they cover given a zero "
+            "score target (models/training/occlusion.py)")
+
+
 def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
     """Manifest (heatmap kind with score maps, repair section) and model card of SGFA."""
     import shutil
@@ -557,7 +564,8 @@ def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: lis
     dictionary = ShapeDictionary.load(target)
     cfg = state["config"]
     tr, t = cfg["train"], cfg["task"]
-    recipe = (f"SGFA from scratch: 7x7 stride-2 conv, three pre-activation bottleneck residual blocks at 64x64, "
+    start = fine_tune_start_text(t["init_onnx"], tr.get("run", "")) if t.get("init_onnx") else "scratch"
+    recipe = (f"SGFA from {start}: 7x7 stride-2 conv, three pre-activation bottleneck residual blocks at 64x64, "
               f"two branches (4-level hourglass, two residual blocks to {t['head_channels']} channels, "
               f"{'nearest upsampling to 128x128, ' if t['heatmap_size'] == 128 else ''}a residual block, 1x1 conv) "
               f"giving 68 Gaussian heatmaps (sigma {t['sigma']} px) and 68 binary score maps (radius "
@@ -567,7 +575,8 @@ def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: lis
               f"repair: {dictionary.method}; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
               f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
               f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
-              f"augmentation: {_augment_text(cfg['augment'])}")
+              f"augmentation: {_augment_text(cfg['augment'])}"
+              f"{_occluder_text(cfg['augment'].get('occlusion_prob', 0.0))}")
     metrics = _metrics_text(args, model, task, state, {"dark": " (DARK)"})
     manifest = _heatmap_manifest(args, task, state, onnx_path, outputs, recipe, metrics,
                                  DecodeOptions(method="dark", kernel=task.decode_kernel()),

@@ -128,3 +128,20 @@ def test_a_trained_step_exports_to_onnx_that_matches_torch_and_loads_through_the
         assert model.input_size == 192
     finally:
         model.close()
+
+
+def test_a_given_start_replaces_s0_and_the_steps_refine_it():
+    """``forward_all(x, start=...)``: the previous-frame start of ``models.training.drr_steps``.
+    Handing it the network's own S0 changes nothing; another start is the first shape."""
+    torch.manual_seed(0)
+    model = DRRTask(steps=2).blank_model().eval()
+    for r in model.regress:  # non-zero updates, so the steps depend on where they pool
+        torch.nn.init.normal_(r.weight, std=0.01)
+    x = torch.randn(2, 3, 192, 192)
+    with torch.no_grad():
+        own = model.forward_all(x)["shapes"]
+        again = model.forward_all(x, start=own[0])["shapes"]
+        moved = model.forward_all(x, start=own[0] + 3.0)["shapes"]
+    assert torch.allclose(own, again)
+    assert torch.allclose(moved[0], own[0] + 3.0)
+    assert not torch.allclose(moved[1] - moved[0], own[1] - own[0])

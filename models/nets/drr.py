@@ -98,11 +98,16 @@ class DRR(nn.Module):
             nn.init.zeros_(r.weight)
             nn.init.zeros_(r.bias)
 
-    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_all(self, x: torch.Tensor, start: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``start`` (N, 68, 2) in feature pixel-centre units replaces S0 as the first shape the
+        steps refine (a tracker's previous-frame start); ``shapes[0]`` is then ``start``."""
         f = self.features(x)
         heatmaps = self.init_head(f)
-        with torch.autocast("cpu", enabled=False):
-            shape, _ = self.decode(heatmaps.detach().float())
+        if start is None:
+            with torch.autocast("cpu", enabled=False):
+                shape, _ = self.decode(heatmaps.detach().float())
+        else:
+            shape = start.float()
         shape = shape.detach()
         pf = self.point_reduce(f)
         n = x.shape[0]

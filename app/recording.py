@@ -79,29 +79,58 @@ CSV_HEADER_V1 = (
 CSV_HEADER = CSV_HEADER_V1 + VISIBILITY_COLUMNS
 
 
-def _visibility_cells(visible) -> list[str]:
-    if visible is None:
-        return [""] * NUM_LANDMARKS
-    return ["1" if v else "0" for v in np.asarray(visible, dtype=bool).reshape(NUM_LANDMARKS)]
-
-
 WRITER_API = {".avi": cv2.CAP_OPENCV_MJPEG, ".mkv": cv2.CAP_FFMPEG}
 WRITER_BUFFER_BYTES = {".avi": 32 * 2**10, ".mkv": 256 * 2**10}  # what each writer holds before it writes
 FULL_DISK_BYTES = 2**20  # less room than this on the drive is reported as "the disk is full"
 
 
-def _geometry_cells(geometry) -> list[str]:
-    """The GEOMETRY_COLUMNS cells of one face: empty strings for what is missing."""
-    def number(value: float, digits: int) -> str:
-        return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else ""
+# How each CSV_HEADER cell is written (format spec per column, in order); None values are empty cells.
+CSV_CELL_FORMATS = (
+    ["d", ".6f", "d"] + [".3f"] * (2 * NUM_LANDMARKS) + [".4f"] * NUM_LANDMARKS
+    + [".2f"] * 3 + [".1f"] * 3 + [".4f"] * 3 + ["d", "d"]  # GEOMETRY_COLUMNS
+    + ["d"] * NUM_LANDMARKS  # VISIBILITY_COLUMNS
+)
 
+
+def _finite(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _geometry_values(geometry) -> list:
+    """The GEOMETRY_COLUMNS values of one face: None for what is missing."""
     if geometry is None:
-        return [""] * len(GEOMETRY_COLUMNS)
+        return [None] * len(GEOMETRY_COLUMNS)
     pose = geometry.pose
-    cells = [number(v, 2) for v in (pose.yaw, pose.pitch, pose.roll)] if pose else ["", "", ""]
-    cells += [number(float(v), 1) for v in pose.translation] if pose else ["", "", ""]
-    cells += [number(geometry.ear_left, 4), number(geometry.ear_right, 4), number(geometry.mouth_opening, 4)]
-    return cells + [str(int(geometry.eyes_closed)), str(geometry.blink_count)]
+    values = [_finite(v) for v in (pose.yaw, pose.pitch, pose.roll)] if pose else [None] * 3
+    values += [_finite(v) for v in pose.translation] if pose else [None] * 3
+    values += [_finite(geometry.ear_left), _finite(geometry.ear_right), _finite(geometry.mouth_opening)]
+    return values + [int(geometry.eyes_closed), int(geometry.blink_count)]
+
+
+def landmark_rows(frame_result: FrameResult, *, raw: bool = False) -> list[list]:
+    """One frame's landmark-table rows, one per face, in ``CSV_HEADER`` order, as numbers (int or float;
+    None where the CSV cell is empty). ``FaceResult.landmarks``, or ``raw_landmarks`` with ``raw=True``.
+
+    The one definition of the table's contents: ``LandmarkCsvWriter`` formats these rows and
+    ``app.api`` turns them into a DataFrame or a Parquet file."""
+    frame = frame_result.frame
+    rows = []
+    for face in frame_result.faces:
+        marks = face.raw_landmarks if raw else face.landmarks
+        points = np.asarray(marks.points, dtype=np.float64).reshape(NUM_LANDMARKS, 2)
+        confidence = np.asarray(marks.confidence, dtype=np.float64).reshape(NUM_LANDMARKS)
+        visible = ([None] * NUM_LANDMARKS if marks.visible is None
+                   else np.asarray(marks.visible, dtype=bool).reshape(NUM_LANDMARKS).astype(int).tolist())
+        rows.append(
+            [int(frame.index), float(frame.timestamp), int(face.track_id)]
+            + points.ravel().tolist() + confidence.tolist() + _geometry_values(face.geometry) + visible
+        )
+    return rows
+
+
+def format_csv_row(values: list) -> list[str]:
+    """A ``landmark_rows`` row as the CSV's cells."""
+    return ["" if v is None else format(v, spec) for v, spec in zip(values, CSV_CELL_FORMATS, strict=True)]
 
 
 class RecordingError(RuntimeError):
@@ -363,19 +392,7 @@ class LandmarkCsvWriter:
     def write(self, frame_result: FrameResult) -> None:
         if self._closed:
             raise RecordingError(f"{self.path}: landmark file already closed")
-        frame = frame_result.frame
-        rows = []
-        for face in frame_result.faces:
-            marks = face.raw_landmarks if self.raw else face.landmarks
-            points = np.asarray(marks.points, dtype=np.float64).reshape(NUM_LANDMARKS, 2)
-            confidence = np.asarray(marks.confidence, dtype=np.float64).reshape(NUM_LANDMARKS)
-            rows.append(
-                [frame.index, f"{frame.timestamp:.6f}", face.track_id]
-                + [f"{v:.3f}" for v in points.ravel()]
-                + [f"{v:.4f}" for v in confidence]
-                + _geometry_cells(face.geometry)
-                + _visibility_cells(marks.visible)
-            )
+        rows = [format_csv_row(values) for values in landmark_rows(frame_result, raw=self.raw)]
         self._guarded(lambda: self._csv.writerows(rows))
         self.rows_written += len(rows)
 

@@ -47,7 +47,7 @@ from app.plots import plot_ced
 from models.landmarks68 import INNER_51
 from models.metrics import DEFAULT_THRESHOLD, MISS, NORMALISER_NAMES, NORMALISERS, auc, failure_rate, mean_nme, nme
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
-from models.detectors.base import match_face
+from models.boxes import match_face
 from models.landmark_model import LandmarkModel
 
 MODES = ("gt5", "detector", "own")

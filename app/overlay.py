@@ -19,6 +19,7 @@ import numpy as np
 
 from app.stats import StatsSummary
 from app.types import STAGES, FaceGeometry, FrameResult, HeadPose
+from models.boxes import face_size
 from models.landmarks68 import CONTOURS
 from models.types import Detection
 
@@ -76,13 +77,6 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(p * _ONE).astype(np.int32)
 
 
-def _face_size(points: np.ndarray) -> float:
-    finite = points[np.all(np.isfinite(points), axis=1)]
-    if len(finite) < 2:
-        return 0.0
-    return float(np.linalg.norm(finite.max(axis=0) - finite.min(axis=0)))
-
-
 def point_radius(face_size: float) -> float:
     """Dot radius in pixels for a face whose landmark box diagonal is ``face_size``."""
     return float(np.clip(face_size / 140.0, 1.0, 6.0)) if np.isfinite(face_size) else 1.0
@@ -118,7 +112,7 @@ def draw_landmarks(
     points where ``visible`` (N,) bool is False (the model says they are hidden) are hollow rings."""
     points = np.asarray(points, dtype=np.float64)
     if radius is None:
-        radius = point_radius(_face_size(points))
+        radius = point_radius(face_size(points))
     colours = confidence_colours(confidence) if confidence is not None else None
     r = max(1, int(round(radius * _ONE)))
     finite = np.all(np.isfinite(points), axis=1)
@@ -140,7 +134,7 @@ def draw_contours(
     """The 68-point face contours (``landmarks68.CONTOURS``); segments with non-finite points are cut."""
     points = np.asarray(points, dtype=np.float64)
     if thickness is None:
-        thickness = line_thickness(_face_size(points))
+        thickness = line_thickness(face_size(points))
     finite = np.all(np.isfinite(points), axis=1)
     fixed = _fixed(np.where(finite[:, None], points, 0))
     for indices, closed in CONTOURS:
@@ -232,8 +226,8 @@ def draw_ground_truth(
 ) -> np.ndarray:
     """Annotated points as small crosses, distinct from the predicted dots."""
     points = np.asarray(points, dtype=np.float64)
-    arm = point_radius(_face_size(points)) * 1.4
-    thickness = line_thickness(_face_size(points))
+    arm = point_radius(face_size(points)) * 1.4
+    thickness = line_thickness(face_size(points))
     offsets = _fixed(np.array([[-arm, -arm], [arm, arm], [-arm, arm], [arm, -arm]]))
     for p in _fixed(points[np.all(np.isfinite(points), axis=1)]):
         for a, b in ((0, 1), (2, 3)):

@@ -15,7 +15,8 @@ import numpy as np
 
 from app.geometry.face import FaceGeometryTracker, GeometryOptions
 from app.geometry.pose import PoseSolver, camera_matrix
-from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
+from app.smoothing import LandmarkSmoother, OneEuroParams
+from models.boxes import face_size
 from app.tracking import AlignmentJob, FaceTracker, TrackerOptions
 from app.types import FaceResult, Frame, FrameResult, StageTimings
 from engines.base import ProgressCallback

@@ -9,7 +9,7 @@ set of parameters behaves the same for a 40 px face and a 400 px face. Because t
 low-pass itself is linear, filtering ``points / face_size`` and scaling back is the
 same as filtering the pixels with a cutoff from the normalised speed; the state is
 kept in pixels so that frame-to-frame noise in ``face_size`` does not leak into the
-points. The defaults are tuned for ``face_size`` = :func:`face_size` (the diagonal of
+points. The defaults are tuned for ``face_size`` = :func:`models.boxes.face_size` (the diagonal of
 the landmark box); pass that, or something proportional to it scaled to match.
 
 Time: every step uses the caller's timestamps (seconds), never an assumed frame rate.
@@ -42,12 +42,6 @@ class OneEuroParams:
                 raise ValueError(f"OneEuroParams.{name} must be a finite number >= 0, got {value!r}")
         if self.min_cutoff == 0 or self.d_cutoff == 0:
             raise ValueError("OneEuroParams.min_cutoff and d_cutoff must be > 0")
-
-
-def face_size(points: np.ndarray) -> float:
-    """The face size the default parameters are tuned for: the diagonal of the points' box."""
-    p = np.asarray(points, dtype=np.float64)
-    return float(np.linalg.norm(p.max(axis=0) - p.min(axis=0)))
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.boxes import box_iou, match_face
 from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
 from models.types import Detection, Landmarks
 
@@ -68,14 +69,6 @@ class AlignmentJob:
     keypoints: np.ndarray  # (6, 2)
     mask: np.ndarray  # (6,)
     detection: Detection | None
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class FaceTracker:
@@ -222,3 +215,10 @@ class FaceTracker:
 
     def _from_track(self, track: Track) -> AlignmentJob:
         return AlignmentJob(track, *self._track_keypoints(track), None)
+
+
+def pick_face(faces, gt: np.ndarray):
+    """The tracked face (``FaceResult``) that belongs to the annotated face, by its raw landmark box
+    (``models.boxes.match_face``, the rule every scorer uses); None for a miss."""
+    index = match_face([face.raw_landmarks.box() for face in faces], gt)
+    return None if index is None else faces[index]

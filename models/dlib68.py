@@ -30,7 +30,7 @@ import numpy as np
 
 from engines.base import BackendUnavailable, ModelFileError
 from models.align import TEMPLATE, estimate_similarity, transform_points
-from models.detectors.base import match_face
+from models.boxes import match_face
 from models.landmark_model import LandmarkModel
 from models.landmarks68 import FIVE_POINT_MASK, keypoints_from_landmarks
 from models.types import AlignedCrop, Landmarks

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.boxes import landmark_box
 from models.landmarks68 import NUM_KEYPOINTS
 
 
@@ -62,4 +63,4 @@ class Landmarks:
 
     def box(self) -> np.ndarray:
         """The tight box around the points: x1, y1, x2, y2."""
-        return np.concatenate([self.points.min(axis=0), self.points.max(axis=0)])
+        return landmark_box(self.points)

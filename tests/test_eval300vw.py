@@ -237,3 +237,23 @@ def test_an_annotation_problem_is_reported_once(synth_root, tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records] + said
     assert len([m for m in messages if "000003.pts" in m]) == 1, messages
     assert report.clips[0].no_annotation == 1 and "000003.pts" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_window_scores_a_frame_as_eval300vw_does(synth_root, tmp_path, pipeline):
+    """One matcher (``app.tracking.pick_face``) and the same points: the window's per-frame NME
+    (``app.gui.worker.best_match_nme``) equals eval300vw's ``nme68`` of the same frames."""
+    from app.gui.worker import best_match_nme
+    from app.sources import Clip300VWSource
+
+    clip = sorted(p for p in synth_root.iterdir() if p.is_dir())[0]
+    evaluate(synth_root, EvalConfig(), tmp_path / "run", clips=[clip.name], pipeline=pipeline)
+    scored = {int(r["frame"]): float(r["nme68"]) for r in read_csv(tmp_path / "run" / "frames.csv")
+              if r["status"] == "ok"}
+    pipeline.reset()
+    window = {}
+    with Clip300VWSource(clip) as source:
+        for frame in source:
+            faces = pipeline.process(frame).faces
+            window[source.frame_number(frame.index)] = best_match_nme(faces, frame.ground_truth)
+    assert len(scored) >= 10
+    assert all(window[n] == pytest.approx(e, abs=1e-6) for n, e in scored.items())

@@ -10,7 +10,8 @@ import pytest
 from models.datasets import TEST_SET, data_root, list_annotated
 from models.detectors import DEFAULT_DETECTOR, create_detector
 from models.detectors.auto import AutoDetector
-from models.detectors.measure import landmark_box, match_detection
+from models.boxes import landmark_box
+from models.detectors.measure import match_detection
 from models.detectors.mtcnn import MODEL_DIR, MtcnnDetector, nms, regress, square
 from models.landmarks68 import inter_ocular, keypoints_from_landmarks
 
@@ -137,7 +138,7 @@ def grey_photo_frame():
 
 
 def test_auto_falls_back_to_mtcnn_where_blazeface_finds_no_face(grey_photo_frame):
-    from app.tracking import box_iou
+    from models.boxes import box_iou
 
     frame, points = grey_photo_frame
     truth = landmark_box(points)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.smoothing import LandmarkSmoother, OneEuroParams, face_size
+from app.smoothing import LandmarkSmoother, OneEuroParams
+from models.boxes import face_size
 
 FACE = 250.0  # face size (landmark box diagonal) in pixels
 FPS = 30.0

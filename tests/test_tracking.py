@@ -3,7 +3,8 @@ model; tests/test_pipeline.py runs the same pipeline with the real detector and 
 import numpy as np
 
 from app.pipeline import Pipeline, PipelineOptions
-from app.tracking import FaceTracker, TrackerOptions, box_iou
+from app.tracking import FaceTracker, TrackerOptions
+from models.boxes import box_iou
 from app.types import Frame
 from models import align
 from models.landmark_model import LandmarkModel

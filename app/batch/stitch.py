@@ -15,7 +15,7 @@ import numpy as np
 
 from app.batch.rows import FaceBoxes
 from app.batch.worker import ChunkResult
-from app.tracking import box_iou
+from models.boxes import box_iou
 
 MATCH_IOU = 0.5
 

@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from app.tracking import box_iou
+from models.boxes import landmark_box
 from models.landmarks68 import FIVE_POINT_MASK, inter_ocular, keypoints_from_landmarks
 from models.types import Detection
 
@@ -18,19 +18,8 @@ def detection_from_ground_truth(gt: np.ndarray) -> Detection:
     """A detector-like result from ground truth: its box and RetinaFace's five points."""
     keypoints = keypoints_from_landmarks(gt)
     keypoints[~FIVE_POINT_MASK] = np.nan
-    box = np.concatenate([gt.min(axis=0), gt.max(axis=0)])
+    box = landmark_box(gt)
     return Detection(box=box, score=1.0, keypoints=keypoints, keypoint_mask=FIVE_POINT_MASK.copy())
-
-
-def pick_face(faces, gt: np.ndarray):
-    """The face whose landmark box overlaps the ground truth's box most; None if none overlaps."""
-    gt_box = np.concatenate([gt.min(axis=0), gt.max(axis=0)])
-    best, best_iou = None, 0.0
-    for face in faces:
-        iou = box_iou(face.raw_landmarks.box(), gt_box)
-        if iou > best_iou:
-            best, best_iou = face, iou
-    return best
 
 
 def error_jitter(pred: np.ndarray, gt: np.ndarray, pairs: np.ndarray) -> np.ndarray:

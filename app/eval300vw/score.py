@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from app.eval300vw.config import EvalConfig
-from app.eval300vw.measures import detection_from_ground_truth, error_jitter, lag_cost, lag_from_costs, pick_face
+from app.eval300vw.measures import detection_from_ground_truth, error_jitter, lag_cost, lag_from_costs
+from app.tracking import pick_face
 from app.eval300vw.records import MISS, NO_ANNOTATION, OK, UNRELIABLE, ClipResult
 from app.vw_splits import category_of
 from models import metrics

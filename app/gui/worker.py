@@ -45,6 +45,7 @@ from app.gui.values import (
 from models.metrics import MISS, count_misses, mean_nme, nme
 from app.overlay import OverlayOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions
+from app.tracking import pick_face
 from app.session import TrackingSession
 from app.sources import FrameSource, SourceError, TruncatedVideoError
 from app.types import Frame
@@ -87,12 +88,10 @@ def to_qimage(image: np.ndarray, area: tuple[int, int] | None = None) -> QImage:
 
 
 def best_match_nme(faces, ground_truth: np.ndarray) -> float:
-    """NME of the tracked face closest to the ground truth; ``MISS`` when no face was tracked."""
-    if not faces:
-        return MISS
-    errors = [float(np.linalg.norm(f.landmarks.points - ground_truth, axis=1).mean()) for f in faces]
-    best = faces[int(np.argmin(errors))]
-    return nme(best.landmarks.points, ground_truth)
+    """NME of the tracked face that belongs to the annotated one (``app.tracking.pick_face``, the
+    rule eval300vw scores by), of the points shown; ``MISS`` when none does."""
+    face = pick_face(faces, ground_truth)
+    return MISS if face is None else nme(face.landmarks.points, ground_truth)
 
 
 def open_frame_source(spec: SourceSpec) -> FrameSource:

@@ -90,22 +90,6 @@ def make_detection(box: np.ndarray, score: float, keypoints: dict[int, np.ndarra
     return Detection(box=np.asarray(box, dtype=np.float64), score=float(score), keypoints=points, keypoint_mask=mask)
 
 
-def match_face(boxes: np.ndarray, gt: np.ndarray) -> int | None:
-    """Which box belongs to an annotated face: the one whose centre is nearest the centre of
-    the ground-truth landmark box, among those whose centre lies inside it; None for a miss."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(boxes) == 0:
-        return None
-    lo, hi = gt.min(axis=0), gt.max(axis=0)
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    inside = np.all((centres >= lo) & (centres <= hi), axis=1)
-    if not inside.any():
-        return None
-    distance = np.linalg.norm(centres - (lo + hi) / 2, axis=1)
-    distance[~inside] = np.inf
-    return int(np.argmin(distance))
-
-
 def by_score(detections: list[Detection]) -> list[Detection]:
     return sorted(detections, key=lambda d: d.score, reverse=True)
 

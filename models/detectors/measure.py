@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.align import TEMPLATE, alignment_matrix
+from models.boxes import match_face
 from models.datasets import PROJECT_ROOT, TEST_SET, data_root, detector_model_dir, list_annotated
 from models.detectors import DETECTOR_NAMES, MODEL_FILES, FaceDetector, create_detector
 from models.landmarks68 import FIVE_POINT_MASK, KEYPOINT_NAMES, inter_ocular, keypoints_from_landmarks
@@ -40,20 +41,10 @@ YTF_FOLDER = "ytf68"
 TEMPLATE_EYE_DISTANCE = float(np.linalg.norm(TEMPLATE[1] - TEMPLATE[0]))
 
 
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(axis=0), points.max(axis=0)])
-
-
 def match_detection(detections: list[Detection], points68: np.ndarray) -> Detection | None:
-    """The detection whose centre is closest to the centre of the ground-truth landmark box,
-    if that centre lies inside the box; else None."""
-    if not detections:
-        return None
-    box = landmark_box(points68)
-    centre = (box[:2] + box[2:]) / 2
-    best = min(detections, key=lambda d: float(np.linalg.norm(d.centre - centre)))
-    inside = box[0] <= best.centre[0] <= box[2] and box[1] <= best.centre[1] <= box[3]
-    return best if inside else None
+    """The detection that belongs to the annotated face (``models.boxes.match_face``), or None."""
+    index = match_face([d.box for d in detections], points68)
+    return None if index is None else detections[index]
 
 
 def crop_unit_error(detection: Detection, points68: np.ndarray) -> np.ndarray:

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     # Fragmentation: distinct track ids over the source against the most faces tracked at once.
     per_frame = faces / frames if frames else 0.0
     print(f"faces_per_frame={per_frame:.2f} most_at_once={most} track_ids={len(track_ids)} detector_runs={detections}")
+    skipped = source.skipped_frames
+    if skipped or source.problems:
+        print(f"skipped_frames={len(skipped)} problems={len(source.problems)}")
     for problem in source.problems[:PROBLEMS_SHOWN]:
         say(f"warning: {problem}")
     if len(source.problems) > PROBLEMS_SHOWN:

@@ -102,7 +102,8 @@ def test_good_inputs_done_bad_ones_reported_and_manifest_complete(annotated, col
     corrupt = inputs["bad/corrupt"]
     assert corrupt["status"] == "failed" and "corrupt.mp4" in corrupt["reason"]
     truncated = inputs["bad/truncated"]
-    assert truncated["status"] == "done" and 10 < truncated["frames"] < 60  # keeps the frames it had
+    # complete with the frames it had, but not done: the input had a problem (issue 31, as track's exit 3)
+    assert truncated["status"] == "partial" and 10 < truncated["frames"] < 60 and truncated["csv"]
     assert any("video ended at frame" in p for p in truncated["problems"])
     assert len(read_landmark_csv(out / "bad" / "truncated.csv").frame) > 0
     assert manifest["model"]["name"] == "r18_ffld" and len(manifest["model"]["weights"]["r18_ffld.onnx"]) == 64
@@ -207,8 +208,9 @@ def test_an_interrupted_run_resumes_to_the_same_outputs_and_a_third_run_skips_ev
         if entry["status"] == "partial":
             assert len(list((out / ".parts" / key).glob("*.json"))) == entry["chunks_done"]
 
+    finished = sum(1 for e in manifest["inputs"].values() if e["status"] in ("done", "partial") and e["csv"])
     summary = BatchRunner(config([collection], out)).run()
-    assert summary.done == 4 - sum(s == "done" for s in statuses.values()) and summary.failed == 1
+    assert summary.done + summary.with_problems == 4 - finished and summary.failed == 1
     reference, _ = annotated
     for key in ("talking_d12", "talking_d18", "bad/truncated", "clips/001"):
         assert (out / f"{key}.csv").read_bytes() == (reference / f"{key}.csv").read_bytes(), key
@@ -216,4 +218,33 @@ def test_an_interrupted_run_resumes_to_the_same_outputs_and_a_third_run_skips_ev
     assert not (out / ".parts").exists()
 
     again = BatchRunner(config([collection], out)).run()
-    assert (again.done, again.skipped, again.frames) == (0, 4, 0)
+    assert (again.done, again.skipped, again.frames, again.with_problems) == (0, 4, 0, 1)  # truncated: still partial
+
+
+def test_a_video_damaged_in_the_middle_is_annotated_past_the_damage_partial_exit_3(ray_instance, data_dir,
+                                                                                     tmp_path, capsys):
+    """Issue 31: the frames after the damage are annotated, the lost ones named once (over the
+    chunks they fall in), the input is ``partial`` with its outputs complete, and the exit is 3."""
+    from app.sources import VideoFileSource, frames_to_end
+    from tests.test_damaged_inputs import damaged_copy
+
+    clip = damaged_copy(data_dir / "videos" / "talking_d18.mp4", tmp_path / "mid.mp4", 0.15, 0.20)
+    with VideoFileSource(clip) as source:
+        for _ in frames_to_end(source):
+            pass
+        lost = [f for f in source.skipped_frames if f < MAX_FRAMES]
+    assert lost and lost[-1] > CHUNK  # the damage spans a chunk boundary
+    out = tmp_path / "out"
+    assert main(["batch", str(clip), "--out", str(out), *batch_args()]) == 3
+    entry = json.loads((out / "manifest.json").read_text())["inputs"]["mid"]
+    assert entry["status"] == "partial" and entry["skipped_frames"] == lost and entry["csv"] == "mid.csv"
+    assert entry["frames"] == MAX_FRAMES - len(lost)
+    assert len(entry["problems"]) == 1 and str(clip) in entry["problems"][0]
+    assert f"{len(lost)} frames ({lost[0]}-" in entry["problems"][0]
+    table = read_landmark_csv(out / "mid.csv")
+    frames = set(table.frame.tolist())
+    assert max(frames) == MAX_FRAMES - 1 and not frames & set(lost)
+    pairs = list(zip(table.frame, table.face_id))
+    assert len(pairs) == len(set(pairs)) and list(table.frame) == sorted(table.frame)  # each frame once
+    assert "1 with problems" in capsys.readouterr().out
+    assert main(["batch", str(clip), "--out", str(out), *batch_args()]) == 3  # nothing re-run, still said

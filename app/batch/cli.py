@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app import exit_codes
 from app.argtypes import non_negative_int, positive_int
 from app.output_paths import check_output_folder
 from app.batch.plan import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP
@@ -55,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     summary = BatchRunner(config).run()
     for key, reason in summary.failures:
         print(f"failed: {key}: {reason}", file=sys.stderr)
-    print(f"inputs: {summary.done} done, {summary.failed} failed, {summary.partial} partial, "
+    print(f"inputs: {summary.done} done, {summary.with_problems} with problems (partial: frames or images "
+          f"skipped, named in the manifest), {summary.failed} failed, {summary.partial} unfinished, "
           f"{summary.skipped} skipped (done before); frames={summary.frames} fps={summary.fps:.1f} "
           f"seconds={summary.seconds:.1f}; manifest: {Path(args.out) / 'manifest.json'}")
-    return 1 if summary.failed else 0
+    if summary.failed:
+        return 1
+    return exit_codes.INPUT_PROBLEMS if summary.with_problems else exit_codes.OK

@@ -9,9 +9,11 @@ time), ``write_seconds`` (the driver's), ``chunks``/``chunks_done``, ``workers``
 each worker ran), ``problems`` and the output files.
 
 Status: ``pending`` (listed, not started), ``partial`` (some chunks written: a re-run
-finishes it), ``done`` (outputs complete; a truncated file is done with the frames it had
-and says so in ``problems``), ``failed`` (``reason`` says why). A re-run skips inputs that
-are done with the same ``settings_id`` and unchanged content. The file is replaced
+finishes it; or the outputs are complete, ``csv`` and ``parquet`` set, but the input had
+problems: frames that could not be read, named in ``problems`` and listed in
+``skipped_frames``, a truncated file, skipped images), ``done`` (outputs complete, every
+frame read), ``failed`` (``reason`` says why). A re-run skips inputs that are done, or
+complete with problems, with the same ``settings_id`` and unchanged content. The file is replaced
 atomically, so it is always either the old or the new version.
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ class InputEntry:
     sha256: str | None = None
     reason: str | None = None
     problems: list[str] = field(default_factory=list)
+    skipped_frames: list[int] = field(default_factory=list)  # frames that could not be read (named in problems)
     frames_declared: int | None = None
     frames: int = 0
     faces: int = 0

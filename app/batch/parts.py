@@ -48,6 +48,8 @@ class ChunkState:
     end_of_input: int | None = None
     problems: list[str] = field(default_factory=list)
     worker: str = ""  # host:pid that ran it
+    skipped: list[int] = field(default_factory=list)  # frames of the chunk that could not be read
+    lost: list[int] = field(default_factory=list)  # those of them lost to damage in a video
 
 
 class InputParts:

@@ -32,6 +32,7 @@ from app.batch.schema import parquet_schema
 from app.batch.stitch import Stitcher
 from app.batch.worker import ChunkResult, ChunkWorker
 from app.pipeline_args import pipeline_from_args
+from app.sources.video import lost_frames_message
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_SAVE_INTERVAL_S = 5.0
@@ -57,7 +58,8 @@ class BatchConfig:
 class BatchSummary:
     done: int = 0
     failed: int = 0
-    partial: int = 0
+    partial: int = 0  # inputs left unfinished (a re-run finishes them)
+    with_problems: int = 0  # inputs whose outputs are complete but which had problems (status partial)
     skipped: int = 0
     frames: int = 0
     seconds: float = 0.0
@@ -83,6 +85,11 @@ def start_ray(workers: int | None = None, address: str | None = None, temp_dir: 
     return True
 
 
+def _finished(entry: InputEntry) -> bool:
+    """Nothing more to do: done, or complete with problems (partial with its outputs written)."""
+    return entry.status == DONE or (entry.status == PARTIAL and entry.csv is not None and entry.parquet is not None)
+
+
 class _InputJob:
     """One input being annotated: its chunks, what is written, what is still to come."""
 
@@ -94,6 +101,8 @@ class _InputJob:
         self.next_submit = len(done)
         self.failed = False
         self.ends_at: int | None = None  # frames the input really holds, once a chunk met its end
+        self.lost: set[int] = set()  # a video's frames lost to damage, over every chunk written
+        self.lost_problem: str | None = None  # the one problem that names them
         for state in done:
             self._count(state)
 
@@ -106,6 +115,16 @@ class _InputJob:
         entry.status = PARTIAL
         entry.workers[state.worker] = entry.workers.get(state.worker, 0) + 1
         entry.problems += [p for p in state.problems if p not in entry.problems]
+        if state.skipped:
+            entry.skipped_frames = sorted(set(entry.skipped_frames).union(state.skipped))
+        if state.lost:
+            self.lost.update(state.lost)
+            message = lost_frames_message(self.item.path, sorted(self.lost))
+            if self.lost_problem in entry.problems:
+                entry.problems[entry.problems.index(self.lost_problem)] = message
+            else:
+                entry.problems.append(message)
+            self.lost_problem = message
 
     def next_chunk(self) -> Chunk | None:
         if self.failed or self.next_submit >= self.n_chunks:
@@ -183,8 +202,9 @@ class BatchRunner:
                 self._fail(entry, summary, item.key, str(error))
                 continue
             unchanged = (entry.size, entry.mtime_ns) == (stat.size, stat.mtime_ns)
-            if entry.status == DONE and entry.settings_id == sid and unchanged:
+            if _finished(entry) and entry.settings_id == sid and unchanged:
                 summary.skipped += 1
+                summary.with_problems += entry.status == PARTIAL
                 continue
             todo.append((item, entry))
         manifest.save()
@@ -222,7 +242,7 @@ class BatchRunner:
             self._actors = []
             if own_ray:
                 ray.shutdown()
-        summary.partial = sum(1 for e in manifest.inputs.values() if e.status == PARTIAL)
+        summary.partial = sum(1 for e in manifest.inputs.values() if e.status == PARTIAL and not _finished(e))
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -240,9 +260,10 @@ class BatchRunner:
             self._fail(entry, summary, item.key, info.error, info)
             return None
         same = entry.settings_id == sid and entry.sha256 == info.sha256
-        if entry.status == DONE and same:  # touched but unchanged
+        if _finished(entry) and same:  # touched but unchanged
             entry.size, entry.mtime_ns = info.stat.size, info.stat.mtime_ns
             summary.skipped += 1
+            summary.with_problems += entry.status == PARTIAL
             return None
         done = parts.done_chunks() if same else []
         if not done:
@@ -275,7 +296,7 @@ class BatchRunner:
         window = len(self._actors) * cfg.queue_per_worker
         in_flight: dict = {}  # ref -> (job, chunk, actor index)
         load = [0] * len(self._actors)
-        last_save, last_finished = time.monotonic(), summary.done + summary.failed
+        last_save, last_finished = time.monotonic(), summary.done + summary.failed + summary.with_problems
         exhausted = False
         while True:
             waiting = sum(job.stitcher.waiting for job in jobs)
@@ -311,7 +332,7 @@ class BatchRunner:
                     self._abandon(job, reason, summary, progress)
                     continue
                 self._take(job, result, summary, progress)
-            finished = summary.done + summary.failed
+            finished = summary.done + summary.failed + summary.with_problems
             if finished != last_finished or time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
                 manifest.save()
                 last_save, last_finished = time.monotonic(), finished
@@ -349,6 +370,7 @@ class BatchRunner:
                 index=done.chunk.index, frames=len(frames), rows=len(done.boxes),
                 last_frame=int(frames[-1]) if len(frames) else None, next_face_id=job.stitcher.tail.next_id,
                 end_of_input=done.end_of_input, problems=done.problems, worker=done.worker,
+                skipped=done.skipped, lost=done.lost,
             )
             writing = time.perf_counter()
             job.parts.write_chunk(state, done.rows.renamed(mapping))
@@ -363,8 +385,12 @@ class BatchRunner:
             job.parts.finalize(job.n_chunks)
             job.entry.write_seconds += time.perf_counter() - writing
             entry = job.entry
-            entry.status = DONE
+            # One policy with track's exit 3: outputs complete, but frames were lost or skipped.
+            entry.status = PARTIAL if entry.problems or entry.skipped_frames else DONE
             entry.csv = job.parts.csv_path.relative_to(self.config.out).as_posix()
             entry.parquet = job.parts.parquet_path.relative_to(self.config.out).as_posix()
-            summary.done += 1
-            self.on_event("input", key=job.item.key, status=DONE)
+            if entry.status == DONE:
+                summary.done += 1
+            else:
+                summary.with_problems += 1
+            self.on_event("input", key=job.item.key, status=entry.status)

@@ -36,7 +36,9 @@ class ChunkResult:
     warmup: FaceBoxes = field(default_factory=FaceBoxes.empty)  # faces of first..start-1, for matching ids
     rows: ChunkRows | None = None
     end_of_input: int | None = None  # the input holds only this many frames (it ended inside the plan)
-    problems: list[str] = field(default_factory=list)  # truncation, frames that could not be decoded
+    problems: list[str] = field(default_factory=list)  # truncation, images that could not be decoded
+    skipped: list[int] = field(default_factory=list)  # frames of start..stop-1 that could not be read
+    lost: list[int] = field(default_factory=list)  # those of them lost to damage in a video
     error: str | None = None  # the chunk could not run at all
     worker: str = ""
     seconds: float = 0.0
@@ -62,7 +64,10 @@ class ChunkWorker:
         warmup: list[FrameRecord] = []
         try:
             with open_input(item) as source:
-                self._run(source, chunk, result, written, warmup)
+                try:
+                    self._run(source, chunk, result, written, warmup)
+                finally:
+                    self._collect_problems(source, chunk, result)
         except (SourceError, OSError, ValueError) as error:
             result.error = str(error)
         result.frames = np.array([r.index for r in written], np.int64)
@@ -99,10 +104,26 @@ class ChunkWorker:
             if frame is None:
                 result.end_of_input = index
                 return
+            if chunk.stop is not None and frame.index >= chunk.stop:
+                break  # frames were skipped up to the next chunk's: that frame is the next chunk's
             faces = self.pipeline.process(frame).faces
             record = FrameRecord(frame.index, frame.timestamp, faces)
             (warmup if frame.index < chunk.start else written).append(record)
             index = frame.index + 1
+
+    @staticmethod
+    def _collect_problems(source, chunk: Chunk, result: ChunkResult) -> None:
+        """What the source skipped on its own (bad images, a damaged stretch of a video): the
+        frames of this chunk's own range, and the problems that name them (the video's one
+        message about its lost frames is left to the driver, which joins every chunk's)."""
+        stop = chunk.stop if chunk.stop is not None else float("inf")
+        result.skipped = [f for f in source.skipped_frames if chunk.start <= f < stop]
+        lost = source.lost_frames_problem
+        if lost is not None:  # a video (or a 300-VW clip's video): what it skipped is its lost frames
+            result.lost = list(result.skipped)
+        for problem in source.problems:
+            if problem != lost and problem not in result.problems:
+                result.problems.append(problem)
 
     def close(self) -> None:
         self.pipeline.close()

@@ -111,6 +111,18 @@ class FrameSource(ABC):
     def fps(self) -> float | None:
         """Frames per second (granted rate for cameras), None when unknown."""
 
+    @property
+    def skipped_frames(self) -> list[int]:
+        """Numbers of the frames skipped so far because they could not be read (a bad image, a
+        damaged stretch of a video), in order; each is named in ``problems``."""
+        return []
+
+    @property
+    def lost_frames_problem(self) -> str | None:
+        """The message in ``problems`` that names a video's undecodable frames (it grows as more
+        are found), None when there is none."""
+        return None
+
     @abstractmethod
     def read(self) -> Frame | None:
         """The next frame, or None at the end of a file. Raises SourceError when reading fails."""

@@ -68,6 +68,10 @@ class ImageFolderSource(SeekableSource):
     def fps(self) -> float:
         return self._fps
 
+    @property
+    def skipped_frames(self) -> list[int]:
+        return sorted(self.skipped)
+
     def _image(self, index: int) -> Frame | None:
         """Frame ``index``, or None when its file is bad (skipped, reported once)."""
         if index in self.skipped:

@@ -13,6 +13,14 @@ Behaviour measured with opencv-contrib 4.11 (FFmpeg 5.1):
   every seek is checked and falls back to reopening and stepping forward.
 * Seeking in long-GOP H.264 costs ~0.5 s, so recently decoded frames are kept
   (``history_bytes``) and stepping back over them is instant.
+* Damage inside a file (bytes overwritten mid-file) makes ``grab()`` fail for a run of
+  calls, then succeed again after it (a 480x480 H.264 clip with a tenth of its bytes
+  overwritten at 40%: 23 failed calls, then frames 115-215). So a failed ``grab()`` is
+  taken for the end only once as many calls have failed as the header says frames are
+  left; the frames that were lost are skipped and named in ``problems`` (one message per
+  file, ``lost_frames``), and the frames after the damage keep their own numbers, taken
+  from their timestamps (a frame decoded out of order after the damage, whose timestamp
+  is at or before one already delivered, is dropped with them).
 """
 from __future__ import annotations
 
@@ -63,6 +71,26 @@ def _mp4_top_level_boxes(path: Path) -> list[tuple[bytes, int, int]] | None:
     return boxes
 
 
+def frame_ranges(frames: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    parts, start = [], None
+    for i, frame in enumerate(frames):
+        if start is None:
+            start = frame
+        if i + 1 == len(frames) or frames[i + 1] != frame + 1:
+            parts.append(str(start) if start == frame else f"{start}-{frame}")
+            start = None
+    return ", ".join(parts)
+
+
+def lost_frames_message(path: Path | str, frames: list[int]) -> str:
+    """The one problem that names a video's undecodable frames (sorted numbers)."""
+    count = len(frames)
+    return (f"{path}: {count} frame{'s' * (count > 1)} ({frame_ranges(frames)}) could not be decoded (the file "
+            f"is damaged there) and {'were' if count > 1 else 'was'} skipped; the frames after "
+            f"{'them' if count > 1 else 'it'} were read")
+
+
 def _why_unopenable(path: Path) -> str:
     boxes = _mp4_top_level_boxes(path)
     if boxes is not None:
@@ -101,6 +129,9 @@ class VideoFileSource(SeekableSource):
         self._declared = int(count) if math.isfinite(count) and 0 < count < 2**31 else None
         self._count = self._declared
         self.truncated_at: int | None = None  # readable frame count when the file proved truncated
+        self.lost_frames: list[int] = []  # frames inside the file that could not be decoded (sorted)
+        self._lost_message: int | None = None  # where in ``problems`` they are named
+        self._damaged = False  # damage met: frame numbers come from timestamps from here on
         self._next_decode = 0
         self._time_origin = 0.0
         first = self._decode_next()
@@ -138,6 +169,14 @@ class VideoFileSource(SeekableSource):
         return self._fps
 
     @property
+    def skipped_frames(self) -> list[int]:
+        return list(self.lost_frames)
+
+    @property
+    def lost_frames_problem(self) -> str | None:
+        return self.problems[self._lost_message] if self._lost_message is not None else None
+
+    @property
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the decoded frames."""
         return self._frame_size
@@ -152,15 +191,74 @@ class VideoFileSource(SeekableSource):
             return seconds - self._time_origin
         return index / (self._fps or DEFAULT_FPS)
 
-    def _decode_next(self) -> Frame | None:
-        ok, image = self._capture.read()
-        if not ok or image is None:
+    def _timestamp_index(self) -> int | None:
+        """The grabbed frame's number from its timestamp (None when the file gives none)."""
+        msec = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        if self._fps is None or not math.isfinite(msec) or msec < 0:
             return None
-        index = self._next_decode
+        return int(round((msec / 1000.0 - self._time_origin) * self._fps))
+
+    def _worth_retrying(self, failed: int) -> bool:
+        """After ``failed`` failed grabs in a row: may frames still follow (damage, not the end)?"""
+        return self._declared is not None and self._next_decode + failed < self._declared
+
+    def _grab(self) -> int | None:
+        """Grab the next decodable frame and return its number; None at the end of the file.
+
+        Frames lost to damage on the way are recorded (``_lose``)."""
+        failed = 0
+        while True:
+            if self._capture.grab():
+                index = self._next_decode
+                if failed or self._damaged:
+                    self._damaged = True
+                    stamped = self._timestamp_index()
+                    index = max(index, self._next_decode + failed) if stamped is None else stamped
+                    if index < self._next_decode or (
+                            self._declared is not None and index >= self._declared + _count_tolerance(self._declared)):
+                        failed += 1  # decoded out of order after the damage (or a garbled time): dropped
+                        if not self._worth_retrying(failed):
+                            return None
+                        continue
+                if index > self._next_decode:
+                    self._lose(self._next_decode, index)
+                self._next_decode = index + 1
+                return index
+            failed += 1
+            if not self._worth_retrying(failed):
+                return None
+
+    def _retrieve(self, index: int) -> Frame | None:
+        """The frame just grabbed, as frame ``index`` (None, and lost, if it does not convert)."""
+        ok, image = self._capture.retrieve()
+        if not ok or image is None:
+            self._lose(index, index + 1)
+            return None
         frame = Frame(frozen(image), index, self._timestamp(index))
-        self._next_decode += 1
         self._remember(frame)
         return frame
+
+    def _decode_next(self) -> Frame | None:
+        while (index := self._grab()) is not None:
+            frame = self._retrieve(index)
+            if frame is not None:
+                return frame
+        return None
+
+    def _lose(self, start: int, stop: int) -> None:
+        """Frames ``start``..``stop - 1`` could not be decoded: record them, named in one problem."""
+        lost = set(self.lost_frames)
+        new = [i for i in range(start, stop) if i not in lost]
+        if not new:
+            return
+        self.lost_frames = sorted(lost.union(new))
+        message = lost_frames_message(self.path, self.lost_frames)
+        log.warning("%s: frame(s) %s could not be decoded; skipped", self.path, frame_ranges(new))
+        if self._lost_message is None:
+            self._lost_message = len(self.problems)
+            self.problems.append(message)
+        else:
+            self.problems[self._lost_message] = message
 
     def _remember(self, frame: Frame) -> None:
         if frame.index in self._history:
@@ -171,26 +269,31 @@ class VideoFileSource(SeekableSource):
             _, old = self._history.popitem(last=False)
             self._history_bytes -= old.image.nbytes
 
-    def _grab_to(self, index: int) -> bool:
-        """Decode forward until the next decoded frame is ``index``; False if the file ends first."""
+    def _grab_to(self, index: int) -> bool | Frame:
+        """Decode forward until the next decoded frame is ``index``: True when there, False if the
+        file ends first, or the first frame after ``index`` when damage took ``index`` itself."""
         while self._next_decode < index:
-            if not self._capture.grab():
+            got = self._grab()
+            if got is None:
                 return False
-            self._next_decode += 1
+            if got >= index:
+                return self._retrieve(got) or self._decode_next() or False
         return True
 
-    def _rescan_to(self, index: int) -> bool:
+    def _rescan_to(self, index: int) -> bool | Frame:
         """Reopen the file and step forward to ``index`` (for files that cannot seek)."""
         self._capture.release()
         self._capture = self._open_capture()
         self._next_decode = 0
+        self._damaged = False
         return self._grab_to(index)
 
     def _seek_capture(self, index: int) -> Frame | None:
         """Decode frame ``index`` out of order, checking where the seek really landed."""
         if 0 < index - self._next_decode <= FORWARD_GRAB_LIMIT:
-            if not self._grab_to(index):
-                return None
+            there = self._grab_to(index)
+            if there is not True:
+                return there or None
             return self._decode_next()
         self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, image = self._capture.read()
@@ -201,8 +304,9 @@ class VideoFileSource(SeekableSource):
             self._remember(frame)
             return frame
         log.debug("%s: seek to %d did not land there; stepping forward from the start", self.path, index)
-        if not self._rescan_to(index):
-            return None
+        there = self._rescan_to(index)
+        if there is not True:
+            return there or None
         return self._decode_next()
 
     def _load(self, index: int) -> Frame | None:

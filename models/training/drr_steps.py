@@ -72,41 +72,48 @@ def step_nme(checkpoint: Path, dataset: str, batch: int = 32) -> list[dict]:
     return [{"step": k, **summarise(nme_per_face(np.stack(pred), gt))} for k, pred in enumerate(per_step)]
 
 
-def start_comparison(checkpoint: Path, clips: Path, count: int) -> dict:
-    from app.eval300vw.clips import find_clips
-    from app.sources.clip300vw import Clip300VWSource
+def _clip_frames(folder: Path):
+    """(image, ground truth or None) of each frame of a 300-VW style clip in the video layout
+    (``vid.avi`` + ``annot/NNNNNN.pts``, 1-based), as ``app synth-clips`` writes them. Read here
+    directly: the training side does not import the app."""
+    from models.pts import read_pts
 
+    capture = cv2.VideoCapture(str(folder / "vid.avi"))
+    try:
+        number = 0
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            number += 1
+            pts = folder / "annot" / f"{number:06d}.pts"
+            yield image, (read_pts(pts) if pts.is_file() else None)
+    finally:
+        capture.release()
+
+
+def start_comparison(checkpoint: Path, clips: Path, count: int) -> dict:
     task, model = load(checkpoint)
     errors: dict[str, list[float]] = {"s0": [], "previous": []}
+    folders = sorted(p for p in clips.iterdir() if (p / "vid.avi").is_file() and (p / "annot").is_dir())[:count]
     frames = 0
-    for folder in find_clips(clips)[:count]:
-        source = Clip300VWSource(folder)
+    for folder in folders:
         previous: dict[str, np.ndarray | None] = {"s0": None, "previous": None}
-        try:
-            index = 0
-            while True:
-                frame = source.read()
-                if frame is None:
-                    break
-                gt = source.ground_truth(index)
-                index += 1
-                if gt is None:
-                    continue
-                frames += 1
-                for variant in errors:
-                    anchor = gt if previous[variant] is None else previous[variant]
-                    crop = align_from_landmarks(frame.image, anchor, task.input_size)
-                    start = None
-                    if variant == "previous" and previous[variant] is not None:
-                        start = transform_points(previous[variant], crop.matrix)[None]
-                    final = _shapes(model, task, crop.image[None], start)[-1, 0]
-                    pred = transform_points(final, crop.inverse)
-                    previous[variant] = pred
-                    errors[variant].append(float(nme_per_face(pred[None], gt[None])[0]))
-        finally:
-            source.close()
-    return {"frames": frames, "clips": min(count, len(find_clips(clips))),
-            **{v: summarise(np.asarray(e)) for v, e in errors.items()}}
+        for image, gt in _clip_frames(folder):
+            if gt is None:
+                continue
+            frames += 1
+            for variant in errors:
+                anchor = gt if previous[variant] is None else previous[variant]
+                crop = align_from_landmarks(image, anchor, task.input_size)
+                start = None
+                if variant == "previous" and previous[variant] is not None:
+                    start = transform_points(previous[variant], crop.matrix)[None]
+                final = _shapes(model, task, crop.image[None], start)[-1, 0]
+                pred = transform_points(final, crop.inverse)
+                previous[variant] = pred
+                errors[variant].append(float(nme_per_face(pred[None], gt[None])[0]))
+    return {"frames": frames, "clips": len(folders), **{v: summarise(np.asarray(e)) for v, e in errors.items()}}
 
 
 def main(argv=None) -> int:

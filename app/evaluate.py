@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from app import exit_codes
 from app.argtypes import positive_float, positive_int
 from app.pipeline_args import add_precision_argument
 from app.plots import plot_ced
@@ -228,7 +229,7 @@ def _evaluate(
     items = items[:limit] if limit is not None else items
 
     results: dict[str, list[ImageResult]] = {name: [] for name in names}
-    skipped: list[str] = []
+    skipped: list[str] = unannotated_images(folder, items[-1].image_path.name if limit is not None else None)
     for item in tqdm(items, desc=f"evaluate {mode}", unit="img", disable=not progress, file=sys.stderr):
         file = item.image_path.name
         try:
@@ -284,6 +285,17 @@ def _evaluate(
             )
         )
     return summaries
+
+
+def unannotated_images(folder: Path, up_to: str | None = None) -> list[str]:
+    """"NAME: no NAME.pts beside it" for the images of ``folder`` that have no annotation (sorted by
+    name; with ``up_to``, only those that sort before that image: the ones a ``--limit`` reached)."""
+    from models.datasets import IMAGE_SUFFIXES
+
+    lonely = sorted(p.name for p in Path(folder).iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.with_suffix(".pts").is_file())
+    return [f"{name}: no {Path(name).stem}.pts beside it, not scored" for name in lonely
+            if up_to is None or name < up_to]
 
 
 def output_paths(out_dir: str | Path, dataset: str | Path, mode: str, norm: str = "io",
@@ -408,4 +420,5 @@ def run(args: argparse.Namespace) -> int:
     csv_path, png_path = write_outputs(summaries, args.out, folder)
     print(f"errors: {csv_path}")
     print(f"ced: {png_path}")
-    return 0
+    # One policy with track, batch and eval300vw: what was skipped is named (above) and counted, exit 3.
+    return exit_codes.INPUT_PROBLEMS if summaries and summaries[0].skipped else exit_codes.OK

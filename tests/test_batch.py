@@ -248,3 +248,20 @@ def test_a_video_damaged_in_the_middle_is_annotated_past_the_damage_partial_exit
     assert len(pairs) == len(set(pairs)) and list(table.frame) == sorted(table.frame)  # each frame once
     assert "1 with problems" in capsys.readouterr().out
     assert main(["batch", str(clip), "--out", str(out), *batch_args()]) == 3  # nothing re-run, still said
+
+
+def test_images_skipped_in_a_batch_input_are_named_in_the_manifest_partial_exit_3(ray_instance, data_dir, tmp_path):
+    """Issue 31 (defect 5): a bad image in an image-folder input is skipped by the worker as by
+    track, named in ``problems`` (file and frame), listed in ``skipped_frames``; exit 3."""
+    import shutil
+
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i, image in enumerate(sorted((data_dir / "300vw_sample" / "001" / "imgs").glob("*.jpg"))):
+        shutil.copy(image, folder / f"frame{i}.jpg")
+    (folder / "frame2.jpg").write_bytes(os.urandom(3000))
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), "--out", str(out), *batch_args()]) == 3
+    entry = json.loads((out / "manifest.json").read_text())["inputs"]["stills"]
+    assert entry["status"] == "partial" and entry["skipped_frames"] == [2] and entry["frames"] == 2
+    assert len(entry["problems"]) == 1 and "frame2.jpg (frame 2)" in entry["problems"][0]

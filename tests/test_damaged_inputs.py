@@ -78,3 +78,62 @@ def test_damage_up_to_the_end_of_the_frames_is_a_truncation(data_dir, tmp_path):
         frames = [frame.index for frame in frames_to_end(video)]
         assert frames[-1] < DECLARED - 5
         assert any("looks truncated" in p for p in video.problems)
+
+
+# -- one policy for bad frames in every command (defect 5) -------------------------------------
+
+
+@pytest.fixture()
+def clip_with_a_bad_image(data_dir, tmp_path):
+    """A copy of the real 300-VW sample clip 001 (imgs/ layout, frames 6 and 9) whose first image is garbage."""
+    import shutil
+
+    root = tmp_path / "clips"
+    shutil.copytree(data_dir / "300vw_sample" / "001", root / "001")
+    bad = root / "001" / "imgs" / "000006.jpg"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    return root / "001", bad
+
+
+def test_a_bad_image_in_a_300vw_clip_is_skipped_by_track_with_exit_3(clip_with_a_bad_image, tmp_path, capsys):
+    clip, bad = clip_with_a_bad_image
+    csv = tmp_path / "clip.csv"
+    assert main(["track", str(clip), "--landmarks", str(csv)]) == 3  # was: error, exit 2
+    captured = capsys.readouterr()
+    assert set(read_landmark_csv(csv).frame.tolist()) == {1}  # the other frame is tracked
+    assert f"cannot decode image {bad} (frame 0)" in captured.err and "skipped_frames=1" in captured.out
+
+
+def test_a_bad_image_in_a_300vw_clip_is_named_by_eval300vw_with_exit_3(clip_with_a_bad_image, tmp_path, capsys):
+    clip, bad = clip_with_a_bad_image
+    code = main(["eval300vw", str(clip.parent), "--out", str(tmp_path / "run"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 3, captured.err  # was: the clip cut short, exit 0
+    assert "1 frame(s) skipped" in captured.err and f"warning: 001: cannot decode image {bad}" in captured.err
+    assert str(bad) in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_evaluate_names_an_image_without_its_pts_and_exits_3(helen_test_dir, tmp_path, capsys):
+    import shutil
+
+    from models.datasets import list_annotated
+
+    for item in list_annotated(helen_test_dir)[:2]:
+        shutil.copy(item.image_path, tmp_path)
+        shutil.copy(item.pts_path, tmp_path)
+    lonely = list_annotated(helen_test_dir)[2].image_path
+    shutil.copy(lonely, tmp_path / "zz_lonely.jpg")
+    code = main(["evaluate", "--model", "r18_ffld", "--dataset", str(tmp_path), "--mode", "gt5",
+                 "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 3  # was: 0, the image left out without a word
+    assert "skipped=1" in captured.out and "zz_lonely.jpg: no zz_lonely.pts beside it" in captured.out
+
+
+def test_a_batch_manifest_of_the_wrong_shape_is_refused_with_a_message(tmp_path, capsys):
+    from app.batch.manifest import Manifest
+
+    for text in ("[1, 2]", '{"inputs": [1]}', '{"inputs": {"a": 3}}'):
+        (tmp_path / "manifest.json").write_text(text)
+        with pytest.raises(ValueError, match="is not a batch manifest"):
+            Manifest(tmp_path)

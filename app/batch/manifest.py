@@ -125,9 +125,11 @@ class Manifest:
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict) or not isinstance(data.get("inputs", {}), dict):
+                    raise ValueError("not an object with an 'inputs' object")
                 self.header = {k: v for k, v in data.items() if k != "inputs"}
                 self.inputs = {key: InputEntry(**entry) for key, entry in data.get("inputs", {}).items()}
-            except (ValueError, TypeError) as error:
+            except (ValueError, TypeError, AttributeError) as error:
                 raise ValueError(
                     f"{self.path} is not a batch manifest ({error}): move it away or use another --out"
                 ) from None

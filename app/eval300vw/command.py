@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app import exit_codes
 from app.eval300vw.config import DEFAULT_OUT, THRESHOLD, EvalConfig
 from app.eval300vw.report import fmt_num, fmt_pct
 from app.eval300vw.run import evaluate
@@ -67,5 +68,18 @@ def run(args: argparse.Namespace) -> int:
     failed = [c.clip for c in report.clips if c.error]
     if failed:
         print(f"not evaluated: {', '.join(failed)} (see the report)", file=sys.stderr)
+    # One policy with track and batch: what was skipped is named and counted, and the exit is 3.
+    troubled = [c for c in report.clips if c.problems and not c.error]
+    if troubled:
+        skipped = sum(c.skipped for c in troubled)
+        print(f"problems: {len(troubled)} clip(s) with {sum(len(c.problems) for c in troubled)} problem(s), "
+              f"{skipped} frame(s) skipped (listed in the report)", file=sys.stderr)
+        for c in troubled:
+            for problem in c.problems[:3]:
+                print(f"warning: {c.clip}: {problem}", file=sys.stderr)
+            if len(c.problems) > 3:
+                print(f"warning: {c.clip}: ... and {len(c.problems) - 3} more", file=sys.stderr)
     print(f"report: {report.report_path}")
-    return 0 if len(failed) < len(report.clips) else 1
+    if report.clips and len(failed) == len(report.clips):
+        return 1
+    return exit_codes.INPUT_PROBLEMS if failed or troubled else exit_codes.OK

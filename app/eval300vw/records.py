@@ -42,7 +42,8 @@ class ClipResult:
     pipeline_ms: float = 0.0  # mean per frame, the pipeline's own stage timings
     wall_ms: float = 0.0  # mean per frame, wall clock around Pipeline.process
     cpu_ms: float = 0.0  # mean per frame, CPU time of this process (all threads) around Pipeline.process
-    problems: list[str] = field(default_factory=list)  # annotation problems, with file names
+    problems: list[str] = field(default_factory=list)  # annotation and reading problems, with file names
+    skipped: int = 0  # frames that could not be read (a bad image, a damaged video), named in ``problems``
     error: str | None = None  # the clip could not be evaluated at all
     lag_cost: dict = field(default_factory=dict)  # name -> (cost sums per LAG_GRID value, usable frames)
     unreliable_frames: list[int] = field(default_factory=list)

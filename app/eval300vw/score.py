@@ -92,7 +92,10 @@ def evaluate_clip(pipeline, folder: Path, config: EvalConfig, unreliable: set[in
         failure = None
     finally:
         if source is not None:
-            result.problems = [str(p) for p in getattr(source, "annotation_problems", [])]
+            # Frames that could not be read (a bad image, a damaged stretch of vid.avi) were skipped
+            # by the source: named here with the annotation problems, counted in ``skipped``.
+            result.problems = [str(p) for p in getattr(source, "annotation_problems", [])] + list(source.problems)
+            result.skipped = len(source.skipped_frames)
             source.close()
     if failure is not None:
         if rows:  # e.g. a truncated video: the frames before the break still count

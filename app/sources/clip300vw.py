@@ -107,6 +107,7 @@ class Clip300VWSource(SeekableSource):
                 raise SourceError(f"300-VW clip {self.folder}: imgs/ holds no numbered images (e.g. 000001.jpg)")
             self._numbers = sorted(images)
             self.images = [images[n] for n in self._numbers]
+            self.skipped: set[int] = set()  # frames whose image did not decode (named in ``problems``)
             if fps <= 0:
                 raise ValueError(f"fps must be positive, got {fps}")
             self._fps = float(fps)
@@ -165,6 +166,14 @@ class Clip300VWSource(SeekableSource):
     def fps(self) -> float | None:
         return self._fps
 
+    @property
+    def skipped_frames(self) -> list[int]:
+        return self._video.skipped_frames if self._video is not None else sorted(self.skipped)
+
+    @property
+    def lost_frames_problem(self) -> str | None:
+        return self._video.lost_frames_problem if self._video is not None else None
+
     def frame_number(self, index: int) -> int:
         """The 300-VW (1-based) frame number of frame ``index``."""
         return self._numbers[index] if self._numbers is not None else index + 1
@@ -184,12 +193,39 @@ class Clip300VWSource(SeekableSource):
             if frame is None:
                 return None
             return dataclasses.replace(frame, ground_truth=self.ground_truth(index))
-        if index >= len(self.images):
+        # As in an image folder: a frame whose image does not decode is skipped (named in
+        # ``problems`` once, its number left out) and the next good one is returned.
+        for candidate in range(index, len(self.images)):
+            frame = self._image(candidate)
+            if frame is not None:
+                return frame
+        return None
+
+    def _image(self, index: int) -> Frame | None:
+        if index in self.skipped:
             return None
-        # Points refer to the stored pixel grid: ignore any EXIF rotation.
-        image = read_image(self.images[index], index, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        try:
+            # Points refer to the stored pixel grid: ignore any EXIF rotation.
+            image = read_image(self.images[index], index, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        except SourceError as error:
+            self.skipped.add(index)
+            self.problems.append(f"{error}; skipped")
+            log.warning("%s; skipped", error)
+            return None
         number = self._numbers[index]
         return Frame(frozen(image), index, (number - 1) / self._fps, self.ground_truth(index))
+
+    def step_back(self) -> Frame | None:
+        """The nearest good frame before the one returned last (None when there is none)."""
+        if self._video is not None:
+            return super().step_back()
+        self._check_open()
+        for candidate in range((self._current or 0) - 1, -1, -1):
+            frame = self._image(candidate)
+            if frame is not None:
+                self._current, self._position = candidate, candidate + 1
+                return frame
+        return None
 
     def _release(self) -> None:
         if self._video is not None:

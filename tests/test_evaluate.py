@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detectors.base import match_face
+from models.boxes import match_face
 import pytest
 
 from app import evaluate as ev

@@ -60,6 +60,7 @@ class Runner(ABC):
     outputs: tuple[TensorSpec, ...]
     max_batch: int | None = None  # largest batch the runner accepts (TensorRT profiles); None: any
     precision: str = "fp32"  # engines.precision.Precision value of what runs (set by open_runner)
+    choice: object | None = None  # engines.cpu_choice.CpuChoice when a measurement chose this runner
 
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -126,6 +126,7 @@ def open_runner(
     precision: Precision | str | None = "auto",
     int8_path: str | Path | None = None,
     int8_default: bool = False,
+    choose_cpu: bool = False,
 ) -> Runner:
     """Open ``model_path`` on ``backend`` ("auto": fastest available), falling back to slower ones.
 
@@ -135,7 +136,10 @@ def open_runner(
     False to cancel the build. The returned
     runner's ``.backend`` is what actually runs. ``max_batch`` bounds the TensorRT engine's
     batch dimension; ``threads`` sets ONNX Runtime's intra-op threads; ``cache_root``
-    overrides the engine cache folder.
+    overrides the engine cache folder. ``choose_cpu``: with "auto" back-end and precision and no
+    GPU back-end here, run the CPU back-end and precision a cached measurement found fastest
+    (``engines.cpu_choice``; INT8 among them only when ``int8_default``); the runner's
+    ``.choice`` holds the figures.
     """
     path = check_model_file(model_path)
     wanted = resolve_precision(precision)
@@ -166,9 +170,16 @@ def open_runner(
             reasons = "; ".join(f"{b.label}: {availability[b]}" for b in runners)
             raise PrecisionUnavailable(f"no available back-end runs {wanted.value} ({reasons})")
 
+    measured = None
+    if choose_cpu and requested is None and wanted is None and candidates[0] is Backend.ORT_CPU:
+        measured = _measured_cpu_choice(path, int8, int8_default, availability, on_message, threads, cache_root)
+        if measured is not None:
+            candidates = [measured.backend] + [b for b in candidates if b is not measured.backend]
     first_choice = requested or candidates[0]
     for position, candidate in enumerate(candidates):
         chosen = wanted or default_precision(candidate, int8 is not None and int8_default)
+        if measured is not None and candidate is measured.backend:
+            chosen = measured.precision
         file = int8 if chosen is Precision.INT8 else path
         try:
             runner = _open(candidate, file, on_message, on_progress, max_batch, threads, cache_root)
@@ -183,8 +194,21 @@ def open_runner(
         if candidate is not first_choice:
             _tell(on_message, f"Running {file.name} on {candidate.label} instead of {first_choice.label}.")
         runner.precision = chosen.value
+        runner.choice = measured if measured is not None and candidate is measured.backend else None
         return runner
     raise AssertionError("unreachable: the candidate list always ends with ONNX Runtime CPU")
+
+
+def _measured_cpu_choice(path, int8, int8_default, availability, on_message, threads, cache_root):
+    from engines.cpu_choice import candidates as cpu_candidates
+    from engines.cpu_choice import choose
+
+    options = cpu_candidates(path, int8, int8_default, availability[Backend.OPENVINO] is None)
+    choice = choose(options, lambda c: _open(c.backend, c.path, None, None, DEFAULT_MAX_BATCH, threads, cache_root),
+                    threads, cache_root)
+    if choice is not None:  # the runner's backend/precision say what runs; the figures go to the log
+        log.info("%s", choice.describe(path.stem))
+    return choice
 
 
 def _open(backend, path, on_message, on_progress, max_batch, threads, cache_root) -> Runner:

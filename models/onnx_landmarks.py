@@ -125,7 +125,7 @@ class OnnxLandmarkModel(LandmarkModel):
             _tell(on_message, f"{problem}. Running the default precision instead.")
             wanted = None
         options = dict(on_message=on_message, on_progress=on_progress, int8_path=int8_path,
-                       int8_default=m.int8 is not None and m.int8.cpu_default)
+                       int8_default=m.int8 is not None and m.int8.cpu_default, choose_cpu=True)
         try:
             return open_runner(m.onnx_path, backend=backend, precision=wanted or "auto", **options)
         except PrecisionUnavailable as error:

@@ -22,30 +22,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
-from PySide6.QtGui import QImage
 
 from app.gui import requests as rq
 from app.gui.capture import LatestFrameGrabber
-from app.gui.model_cache import ModelCache, cache_key
+from app.gui.frames import best_match_nme, open_frame_source, to_qimage  # noqa: F401 (best_match_nme: tests)
+from app.gui.loading import Load, ModelLoading, close_late_load
+from app.gui.model_cache import ModelCache
 from app.gui.values import (
     ClipAccuracy,
     Environment,
     FramePacket,
-    ModelInfo,
     RecordingInfo,
     SourceInfo,
     SourceSpec,
 )
-from models.metrics import MISS, count_misses, mean_nme, nme
+from models.metrics import count_misses, mean_nme
 from app.overlay import OverlayOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions
-from app.tracking import pick_face
 from app.session import TrackingSession
 from app.sources import FrameSource, SourceError, TruncatedVideoError
 from app.types import Frame
@@ -57,65 +56,7 @@ IDLE_WAIT_S = 0.5  # longest sleep when nothing is due (everything that matters 
 STATS_WINDOW = 60
 
 
-class _Load:
-    """A model or detector being made on the loader thread."""
-
-    def __init__(self, kind: str, key: tuple[str, str], future: Future, started: float) -> None:
-        self.kind = kind
-        self.key = key
-        self.future = future
-        self.started = started
-
-
-def display_size(image_size: tuple[int, int], area: tuple[int, int] | None) -> tuple[int, int]:
-    """The size (width, height) an image of ``image_size`` is shown at inside ``area``, aspect kept."""
-    width, height = image_size
-    if not area or area[0] <= 0 or area[1] <= 0:
-        return width, height
-    scale = min(area[0] / width, area[1] / height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def to_qimage(image: np.ndarray, area: tuple[int, int] | None = None) -> QImage:
-    """An owned RGB32 QImage of a BGR uint8 frame, scaled here to fit ``area`` so the GUI thread only blits."""
-    height, width = image.shape[:2]
-    size = display_size((width, height), area)
-    if size != (width, height):
-        shrinking = size[0] < width
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    bgra = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
-    return QImage(bgra.data, size[0], size[1], 4 * size[0], QImage.Format.Format_RGB32).copy()
-
-
-def best_match_nme(faces, ground_truth: np.ndarray) -> float:
-    """NME of the tracked face that belongs to the annotated one (``app.tracking.pick_face``, the
-    rule eval300vw scores by), of the points shown; ``MISS`` when none does."""
-    face = pick_face(faces, ground_truth)
-    return MISS if face is None else nme(face.landmarks.points, ground_truth)
-
-
-def open_frame_source(spec: SourceSpec) -> FrameSource:
-    """Open what the user chose; SourceError with the reason when it cannot be opened."""
-    from app.sources import CameraSource, Clip300VWSource, VideoFileSource, is_300vw_clip
-
-    if spec.kind == "camera":
-        width, height = spec.resolution or (None, None)
-        return CameraSource(spec.camera_index, width, height)
-    path = Path(spec.path).expanduser()
-    if spec.kind == "clip":
-        if not path.is_dir():
-            raise SourceError(f"cannot open 300-VW clip {path}: not a folder")
-        if not is_300vw_clip(path):
-            raise SourceError(
-                f"{path} is not a 300-VW clip: it needs an annot/ folder and vid.avi (or an imgs/ folder)"
-            )
-        return Clip300VWSource(path)
-    if spec.kind == "video":
-        return VideoFileSource(path)
-    raise ValueError(f"unknown source kind {spec.kind!r}")
-
-
-class TrackingWorker(QThread):
+class TrackingWorker(ModelLoading, QThread):
     frame_ready = Signal(object)  # FramePacket
     environment_ready = Signal(object)  # Environment
     source_opened = Signal(object)  # SourceInfo
@@ -163,8 +104,8 @@ class TrackingWorker(QThread):
         self._overlay = overlay or OverlayOptions()
         self._max_speed = max_speed
         self._loader: ThreadPoolExecutor | None = None
-        self._model_load: _Load | None = None
-        self._detector_load: _Load | None = None
+        self._model_load: Load | None = None
+        self._detector_load: Load | None = None
         self._cache = ModelCache()
         self._switch_requested = 0.0
         self._model_key: tuple[str, str] | None = None
@@ -315,7 +256,7 @@ class TrackingWorker(QThread):
         loader = self._loader
         for load in (self._model_load, self._detector_load):
             if load is not None:
-                load.future.add_done_callback(_close_result)
+                load.future.add_done_callback(close_late_load)
         if loader is not None:
             loader.shutdown(wait=False, cancel_futures=True)
         self._cache.close_all()
@@ -486,132 +427,6 @@ class TrackingWorker(QThread):
         self._due = time.perf_counter()
 
     # -- loading models and detectors ------------------------------------------
-    def _start_detector_load(self, name: str, model_file: str) -> None:
-        from models.detectors import create_detector
-
-        self._detector_choice = (name, model_file)
-        if self._detector_load is not None:  # superseded: close it when it arrives
-            self._detector_load.future.add_done_callback(_close_result)
-        future = self._loader.submit(create_detector, name, model_file or None)
-        future.add_done_callback(lambda _: self._wake())
-        self._detector_load = _Load("detector", (name, model_file), future, time.perf_counter())
-
-    def _update_model_load(self) -> None:
-        """Swap in the wanted model if it is cached, else start loading it (unless a load is running)."""
-        name, backend = self._wanted_model
-        key = cache_key(name, backend)
-        if key == self._model_key:
-            return
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._use_model(cached, name, backend, 0.0, cached=True)
-            return
-        if self._model_load is not None:
-            return  # picked up when the running load finishes
-        self.model_loading.emit(name, backend)
-        future = self._loader.submit(self._load_model, name, backend)
-        future.add_done_callback(lambda _: self._wake())
-        self._model_load = _Load("model", (name, backend), future, time.perf_counter())
-
-    def _load_model(self, name: str, backend: str):
-        """Runs on the loader thread."""
-        from models.registry import load_landmark_model
-
-        def on_message(text: str) -> None:
-            self.message.emit("info", text)
-
-        def on_progress(*args) -> bool:
-            # (fraction) or (phase, done, total); returning False cancels a TensorRT build on exit.
-            if len(args) == 1:
-                fraction = float(args[0])
-            else:
-                done, total = args[-2], args[-1]
-                fraction = float(done) / float(total) if total else -1.0
-            self.model_progress.emit(fraction)
-            return not self._stopping
-
-        return load_landmark_model(
-            name, backend=backend, on_message=on_message, on_progress=on_progress, assets_dir=self.assets_dir
-        )
-
-    def _collect_loads(self) -> None:
-        load = self._detector_load
-        if load is not None and load.future.done():
-            self._detector_load = None
-            self._finish_detector_load(load)
-        load = self._model_load
-        if load is not None and load.future.done():
-            self._model_load = None
-            self._finish_model_load(load)
-            self._update_model_load()
-
-    def _finish_detector_load(self, load: _Load) -> None:
-        name, model_file = load.key
-        try:
-            detector = load.future.result()
-        except Exception as error:
-            message = f"Detector {name} could not be loaded: {error}"
-            self.message.emit("error", message + self._keeping("detector"))
-            self.detector_failed.emit(name, model_file, str(error))
-            if self._detector is None and self._detector_load is None and name != DEFAULT_DETECTOR:
-                self.message.emit("warning", f"Falling back to the {DEFAULT_DETECTOR} detector")
-                self._start_detector_load(DEFAULT_DETECTOR, "")
-            return
-        previous, self._detector = self._detector, detector
-        if self._session is not None:
-            self._session.pipeline.set_detector(detector)
-        if previous is not None:
-            previous.close()
-        self._build_session()
-        self.detector_ready.emit(name, model_file)
-
-    def _finish_model_load(self, load: _Load) -> None:
-        name, backend = load.key
-        key = cache_key(name, backend)
-        try:
-            model = load.future.result()
-        except Exception as error:
-            self._failed_models.add(key)
-            self.model_failed.emit(name, backend, str(error))
-            self.message.emit("error", f"Model {name} failed to load: {error}{self._keeping('model')}")
-            self._fall_back_model()
-            return
-        current = self._session.pipeline.model if self._session is not None else None
-        self._cache.put(key, model, in_use=current)
-        if cache_key(*self._wanted_model) == key:
-            self._use_model(model, name, backend, time.perf_counter() - load.started, cached=False)
-
-    def _keeping(self, what: str) -> str:
-        if what == "model" and self._model_key is not None:
-            return f"; still running {self._model_key[0]}"
-        if what == "detector" and self._detector is not None:
-            return "; keeping the previous detector"
-        return ""
-
-    def _fall_back_model(self) -> None:
-        """After a failed load: keep the running model, or try another available one."""
-        if self._model_key is not None:
-            name = self._model_key[0]
-            backend = self._wanted_model[1] if self._wanted_model[0] == name else "auto"
-            self._wanted_model = (name, backend)
-            running = self._session.pipeline.model
-            self.model_ready.emit(ModelInfo(name, running.backend, backend, 0.0, cached=True))
-            return
-        for name in self._available:
-            if not any(key[0] == name for key in self._failed_models):
-                self.message.emit("warning", f"Falling back to model {name}")
-                self._wanted_model = (name, "auto")
-                return
-        self.message.emit("error", "No landmark model could be loaded: the video is shown without tracking")
-
-    def _use_model(self, model, name: str, backend: str, seconds: float, cached: bool) -> None:
-        if self._session is not None:
-            self._session.pipeline.set_model(model)  # the previous model stays in the cache
-            self._switch_started = self._switch_requested
-        self._model_key = cache_key(name, backend)
-        self._build_session()
-        self.model_ready.emit(ModelInfo(name, model.backend, backend, seconds, cached))
-
     def _build_session(self) -> None:
         if self._session is not None or self._detector is None or self._model_key is None:
             return
@@ -791,14 +606,3 @@ class TrackingWorker(QThread):
             return
         self.snapshot_saved.emit(path)
         self.message.emit("info", f"Saved snapshot {path}")
-
-
-def _close_result(future: Future) -> None:
-    """Close a model or detector that finished loading after the worker stopped."""
-    if future.cancelled() or future.exception() is not None:
-        return
-    try:
-        future.result().close()
-    except Exception:
-        log.exception("closing a late-loaded model failed")
-

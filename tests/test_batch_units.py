@@ -169,3 +169,23 @@ def test_bad_pipeline_options_fail_with_their_own_message_before_ray_starts(
     assert main(["batch", str(talking_clip), "--out", str(tmp_path / "out"), *option]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
+
+
+def test_a_worker_notices_when_its_driver_has_ended():
+    """Issue 31: a batch worker beside its driver exits once the driver is gone (SIGKILLed), instead
+    of computing chunks nobody collects until Ray reaps it a minute or two later."""
+    import subprocess
+    import threading
+    import time
+
+    from app.batch.worker import watch_driver
+
+    driver = subprocess.Popen(["sleep", "60"])  # a real process standing for the driver
+    gone = threading.Event()
+    watch_driver(driver.pid, gone.set, interval=0.05)
+    time.sleep(0.3)
+    assert not gone.is_set()  # it runs: the worker stays
+    killed = time.monotonic()
+    driver.kill()  # not reaped yet: a zombie counts as ended
+    assert gone.wait(5.0) and time.monotonic() - killed < 2.0
+    driver.wait()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +182,8 @@ class BatchRunner:
     def _start_workers(self, count: int) -> None:
         retries = self.config.max_retries
         actor = ray.remote(num_cpus=1, max_restarts=retries, max_task_retries=retries)(ChunkWorker)
-        self._actors = [actor.remote(self.config.pipeline_args) for _ in range(count)]
+        driver = (socket.gethostname(), os.getpid())  # workers beside the driver exit when it has ended
+        self._actors = [actor.remote(self.config.pipeline_args, driver) for _ in range(count)]
         try:
             self.worker_pids = ray.get([a.pid.remote() for a in self._actors])
         except RayActorError as error:
@@ -296,7 +298,8 @@ class BatchRunner:
         window = len(self._actors) * cfg.queue_per_worker
         in_flight: dict = {}  # ref -> (job, chunk, actor index)
         load = [0] * len(self._actors)
-        last_save, last_finished = time.monotonic(), summary.done + summary.failed + summary.with_problems
+        last_save, last_finished = time.monotonic(), (summary.done + summary.failed + summary.with_problems,
+                                                      sum(job.entry.chunks_done for job in jobs))
         exhausted = False
         while True:
             waiting = sum(job.stitcher.waiting for job in jobs)
@@ -332,7 +335,10 @@ class BatchRunner:
                     self._abandon(job, reason, summary, progress)
                     continue
                 self._take(job, result, summary, progress)
-            finished = summary.done + summary.failed + summary.with_problems
+            # Saved as each chunk lands, so a driver killed outright leaves a manifest that says
+            # which chunks are on disk (a re-run would find them anyway; the manifest now tells a reader).
+            finished = (summary.done + summary.failed + summary.with_problems,
+                        sum(job.entry.chunks_done for job in jobs))
             if finished != last_finished or time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
                 manifest.save()
                 last_save, last_finished = time.monotonic(), finished

@@ -11,6 +11,7 @@ import argparse
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -44,10 +45,49 @@ class ChunkResult:
     seconds: float = 0.0
 
 
+DRIVER_CHECK_S = 1.0  # how often a worker checks that its driver still runs
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    try:  # a zombie (killed, not yet reaped) is gone too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def watch_driver(pid: int, on_gone, interval: float = DRIVER_CHECK_S) -> threading.Thread:
+    """A daemon thread that calls ``on_gone()`` once process ``pid`` (the driver, on this
+    machine) has ended: Ray reaps the actors of a SIGKILLed driver only after a minute or two,
+    and they would keep decoding and computing chunks that nobody collects."""
+    def watch() -> None:
+        while _process_alive(pid):
+            time.sleep(interval)
+        on_gone()
+
+    thread = threading.Thread(target=watch, name="driver-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _driver_gone() -> None:
+    print("batch worker: the driver has ended; exiting", file=sys.stderr)
+    os._exit(1)
+
+
 class ChunkWorker:
-    def __init__(self, pipeline_args: argparse.Namespace) -> None:
+    def __init__(self, pipeline_args: argparse.Namespace, driver: tuple[str, int] | None = None) -> None:
+        """``driver``: (host, pid) of the driver; a worker on that host exits when the driver has ended."""
         # One Ray CPU per worker: one ONNX Runtime thread each, so N workers do not run N x cores threads.
         os.environ.setdefault(THREADS_ENV, "1")
+        if driver is not None and driver[0] == socket.gethostname():
+            watch_driver(driver[1], _driver_gone)
         self.pipeline = pipeline_from_args(pipeline_args, on_message=lambda m: print(m, file=sys.stderr))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 

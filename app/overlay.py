@@ -77,6 +77,18 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(p * _ONE).astype(np.int32)
 
 
+def _drawable(points: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """(N,) bool: finite points no further outside the frame than its own size (a face partly out
+    of the frame is drawn, clipped; an absurd point, e.g. a diverged fit at 1e12, is skipped
+    like a missing one, with the segments that reach it)."""
+    height, width = image.shape[:2]
+    margin = max(height, width)
+    with np.errstate(invalid="ignore"):
+        inside = (points[:, 0] >= -margin) & (points[:, 0] <= width + margin) & \
+                 (points[:, 1] >= -margin) & (points[:, 1] <= height + margin)
+    return np.all(np.isfinite(points), axis=1) & inside
+
+
 def point_radius(face_size: float) -> float:
     """Dot radius in pixels for a face whose landmark box diagonal is ``face_size``."""
     return float(np.clip(face_size / 140.0, 1.0, 6.0)) if np.isfinite(face_size) else 1.0
@@ -111,11 +123,11 @@ def draw_landmarks(
     """Filled dots; ``confidence`` (N,) colours them along the ramp instead of ``colour``;
     points where ``visible`` (N,) bool is False (the model says they are hidden) are hollow rings."""
     points = np.asarray(points, dtype=np.float64)
+    finite = _drawable(points, image)
     if radius is None:
-        radius = point_radius(face_size(points))
+        radius = point_radius(face_size(points[finite]))
     colours = confidence_colours(confidence) if confidence is not None else None
     r = max(1, int(round(radius * _ONE)))
-    finite = np.all(np.isfinite(points), axis=1)
     for i, (x, y) in enumerate(_fixed(np.where(finite[:, None], points, 0))):
         if finite[i]:
             c = colour if colours is None else tuple(int(v) for v in colours[i])
@@ -131,11 +143,12 @@ def draw_contours(
     colour: tuple[int, int, int] = CONTOUR_COLOUR,
     thickness: int | None = None,
 ) -> np.ndarray:
-    """The 68-point face contours (``landmarks68.CONTOURS``); segments with non-finite points are cut."""
+    """The 68-point face contours (``landmarks68.CONTOURS``); segments with a point that cannot be
+    drawn (non-finite, or absurdly far outside the frame) are cut."""
     points = np.asarray(points, dtype=np.float64)
+    finite = _drawable(points, image)
     if thickness is None:
-        thickness = line_thickness(face_size(points))
-    finite = np.all(np.isfinite(points), axis=1)
+        thickness = line_thickness(face_size(points[finite]))
     fixed = _fixed(np.where(finite[:, None], points, 0))
     for indices, closed in CONTOURS:
         idx = list(indices)
@@ -226,10 +239,11 @@ def draw_ground_truth(
 ) -> np.ndarray:
     """Annotated points as small crosses, distinct from the predicted dots."""
     points = np.asarray(points, dtype=np.float64)
+    points = points[_drawable(points, image)]
     arm = point_radius(face_size(points)) * 1.4
     thickness = line_thickness(face_size(points))
     offsets = _fixed(np.array([[-arm, -arm], [arm, arm], [-arm, arm], [arm, -arm]]))
-    for p in _fixed(points[np.all(np.isfinite(points), axis=1)]):
+    for p in _fixed(points):
         for a, b in ((0, 1), (2, 3)):
             a_xy, b_xy = tuple(map(int, p + offsets[a])), tuple(map(int, p + offsets[b]))
             cv2.line(image, a_xy, b_xy, colour, thickness, cv2.LINE_AA, SHIFT)

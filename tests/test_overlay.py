@@ -201,7 +201,14 @@ def test_non_finite_points_are_skipped(sample) -> None:
     broken[10:20] = np.nan
     broken[5] = [1e12, -1e12]
     out = draw_frame_result(image, make_result(image, broken), OverlayOptions(box=True, keypoints=True))
-    assert changed(out, image).any()
+    drawn = changed(out, image)
+    finite = [i for i in range(68) if i != 5 and not 10 <= i < 20]
+    for i in finite:  # every finite point still gets its dot
+        x, y = np.round(broken[i]).astype(int)
+        assert drawn[y, x], f"point {i} not drawn"
+    clean = draw_frame_result(image, make_result(image, points), OverlayOptions(box=True, keypoints=True))
+    far = distance_to(image.shape, points[finite]) > 12  # away from every drawn point and contour
+    assert not (drawn & far & ~changed(clean, image)).any()  # no stray line towards the point at 1e12
     canvas = image.copy()
     draw_landmarks(canvas, np.full((68, 2), np.nan))
     np.testing.assert_array_equal(canvas, image)

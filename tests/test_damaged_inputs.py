@@ -46,6 +46,10 @@ def test_a_video_damaged_in_the_middle_is_read_past_the_damage(damaged):
         after = source.frame_at(lost[-1] - 1 if lost[-1] - 1 not in lost else lost[-1])
         assert after is not None and after.index not in lost
         assert source.frame_at(150).index == 150
+        # stepping back over the damage lands on the frame before it (the GUI's left arrow)
+        after_gap = min(f for f in frames if f > lost[0])
+        assert source.frame_at(after_gap).index == after_gap
+        assert source.step_back().index == lost[0] - 1
 
 
 def test_track_keeps_the_frames_after_the_damage_names_the_lost_ones_and_exits_3(damaged, tmp_path, capsys):

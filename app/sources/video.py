@@ -322,6 +322,18 @@ class VideoFileSource(SeekableSource):
             return frame
         return self._end_reached(self._next_decode)
 
+    def step_back(self) -> Frame | None:
+        """The nearest frame before the one returned last that decodes (over a damaged stretch:
+        the frame before it), None when there is none."""
+        self._check_open()
+        if self._current is None:
+            return None
+        lost = set(self.lost_frames)
+        candidate = self._current - 1
+        while candidate in lost:
+            candidate -= 1
+        return self.frame_at(candidate) if candidate >= 0 else None
+
     def _end_reached(self, readable: int) -> None:
         """The file ends after ``readable`` frames: correct the count; raise if it was truncated."""
         declared = self._declared

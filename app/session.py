@@ -19,6 +19,7 @@ import numpy as np
 
 from app.overlay import OverlayOptions, draw_frame_result
 from app.pipeline import Pipeline
+from app.sources.base import DEFAULT_FPS
 from app.recording import LandmarkCsvWriter, RecordingError, VideoRecorder, check_video_target
 from app.stats import LatencyStats, StatsSummary
 from app.types import Frame, FrameResult
@@ -78,7 +79,7 @@ class TrackingSession:
         """
         self.stop_recording()
         targets = RecordingTargets(
-            Path(video) if video else None, Path(landmarks) if landmarks else None, fps if fps > 0 else 30.0
+            Path(video) if video else None, Path(landmarks) if landmarks else None, fps if fps and fps > 0 else DEFAULT_FPS
         )
         if targets.video is not None:
             check_video_target(targets.video)

@@ -25,6 +25,7 @@ import numpy as np
 from app.geometry.face import FaceGeometryTracker, GeometryOptions
 from app.geometry.pose import PoseOptions, PoseSolver, camera_matrix, rotation_from_angles
 from app.smoothing import OneEuroParams
+from app.sources.base import DEFAULT_FPS
 from app.types import BlinkEvent, FaceGeometry
 from models.datasets import PROJECT_ROOT, data_root
 from models.landmarks68 import NUM_LANDMARKS, OUTER_EYE_CORNERS
@@ -208,7 +209,7 @@ def track_clip(path: str | Path, model: str | None = None, options: GeometryOpti
     geometry, landmarks = [], []
     with build_pipeline(model, options=PipelineOptions(geometry=options or GeometryOptions())) as pipeline:
         with open_source(str(path)) as source:
-            fps = source.fps or 30.0
+            fps = source.fps or DEFAULT_FPS
             for frame in source:
                 faces = pipeline.process(frame).faces
                 geometry.append(faces[0].geometry if faces else None)
@@ -351,7 +352,8 @@ def bench(clip: Path, model: str | None = None, repeats: int = 30) -> dict:
     """Milliseconds per face of ``FaceGeometryTracker.update`` (pose + smoothing + openness + blinks)
     on the real landmarks of ``clip``, ``repeats`` passes: min and median of the wall time and of the
     process CPU time (the CPU time is less disturbed by other load on the machine)."""
-    frames = [lm for lm in track_clip(clip, model).landmarks if lm is not None]
+    tracked = track_clip(clip, model)
+    frames = [lm for lm in tracked.landmarks if lm is not None]
     image = cv2.VideoCapture(str(clip))
     size = (int(image.get(cv2.CAP_PROP_FRAME_WIDTH)), int(image.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     image.release()
@@ -361,7 +363,7 @@ def bench(clip: Path, model: str | None = None, repeats: int = 30) -> dict:
         tracker = FaceGeometryTracker(GeometryOptions(), OneEuroParams())
         start, start_cpu = time.perf_counter(), time.process_time()
         for i, landmarks in enumerate(frames):
-            tracker.update(landmarks, solver, i, i / 30.0)
+            tracker.update(landmarks, solver, i, i / tracked.fps)
         cpu.append((time.process_time() - start_cpu) * 1000.0 / len(frames))
         wall.append((time.perf_counter() - start) * 1000.0 / len(frames))
     return {

@@ -47,6 +47,7 @@ from app.overlay import OverlayOptions
 from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions
 from app.session import TrackingSession
 from app.sources import FrameSource, SourceError, TruncatedVideoError
+from app.sources.base import DEFAULT_FPS
 from app.types import Frame
 
 log = logging.getLogger(__name__)
@@ -481,7 +482,7 @@ class TrackingWorker(ModelLoading, QThread):
         self._show_next = False
         frame, read_time = item
         if not self._source.is_live:
-            period = 1.0 / (self._source.fps or 30.0)
+            period = 1.0 / (self._source.fps or DEFAULT_FPS)
             self._due = max(self._due + period, time.perf_counter() - period)
         self._emit(frame, read_time)
 
@@ -565,7 +566,7 @@ class TrackingWorker(ModelLoading, QThread):
         try:
             for path in (video, landmarks):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._session.start_recording(video, landmarks, fps=self._source.fps or 30.0)
+            self._session.start_recording(video, landmarks, fps=self._source.fps or DEFAULT_FPS)
         except (OSError, ValueError, RuntimeError) as error:
             self.message.emit("error", f"Cannot record: {error}")
             self.recording_changed.emit(None)

@@ -146,9 +146,10 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path, input_size: int) -> nn.
         folded_modules = {id(m) for pair in pairs for m in pair}
         unset = [name for owner, module in model.named_modules() if id(module) not in folded_modules
                  for name in (f"{owner}.{p}".lstrip(".") for p, _ in
-                              [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+                              [*module.named_parameters(recurse=False),
+                               *(module.named_buffers(recurse=False) if isinstance(module, nn.BatchNorm2d) else ())]
                               if p != "num_batches_tracked")
-                 if name not in named]
+                 if name not in named]  # a batch norm's statistics too; other buffers are constants of the code
         if unset:
             raise ValueError(f"{onnx_path} holds no value for {unset[:5]}{' ...' if len(unset) > 5 else ''}")
     return freeze_batch_norm(model)

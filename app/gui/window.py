@@ -9,13 +9,11 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-import time
 from collections import deque
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -33,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.file_actions import FileActions
 from app.gui.settings import AppSettings, load_settings, save_settings
 from app.gui.values import Environment, FramePacket, ModelInfo, RecordingInfo, SourceInfo, SourceSpec
 from app.gui.widgets.error_plot import ErrorPlot
@@ -41,14 +40,12 @@ from app.gui.widgets.panels import ModelPanel, OverlayPanel, SourcePanel, Tracki
 from app.gui.widgets.video_view import VideoView
 from app.gui.worker import TrackingWorker
 from app.pipeline import PipelineOptions
-from app.recording import DEFAULT_VIDEO_SUFFIX
 from app.tracking import TrackerOptions
 from models.detectors import DEFAULT_DETECTOR
 from models.registry import precision_files
 
 log = logging.getLogger(__name__)
 
-VIDEO_FILTER = "Videos (*.mp4 *.m4v *.mov *.avi *.mkv *.webm *.wmv *.mpg *.mpeg *.ts *.flv *.3gp);;All files (*)"
 STOP_TIMEOUT_MS = 15000
 DISPLAY_WINDOW = 60  # frames over which the displayed FPS and latency are measured
 DISPLAY_LABEL_PERIOD_S = 0.25  # the display figures are refreshed at most this often
@@ -57,12 +54,7 @@ MESSAGE_STYLES = {"info": "", "warning": "color: #b36b00;", "error": "color: #c6
 NO_CAMERA_TEXT = "No camera found.\nOpen a video file or a 300-VW clip to start tracking."
 
 
-def default_record_dir() -> Path:
-    movies = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MoviesLocation)
-    return Path(movies or Path.home()) / "facetrack68"
-
-
-class MainWindow(QMainWindow):
+class MainWindow(FileActions, QMainWindow):
     def __init__(
         self,
         store: QSettings,
@@ -334,57 +326,6 @@ class MainWindow(QMainWindow):
     def open_clip(self, path: str | Path, play: bool = True) -> None:
         self.open_source(SourceSpec("clip", str(path)), play)
 
-    def _start_dir(self) -> str:
-        path = Path(self.settings.source_path) if self.settings.source_path else None
-        return str(path.parent) if path and path.parent.is_dir() else str(Path.home())
-
-    def _dialog(self, title: str, mode: QFileDialog.FileMode, name_filter: str | None, on_chosen) -> QFileDialog:
-        """A non-blocking file dialog: the stream keeps running while it is open."""
-        if self._file_dialog is not None:
-            self._file_dialog.close()
-        dialog = QFileDialog(self, title, self._start_dir())
-        dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
-        dialog.setFileMode(mode)
-        if mode == QFileDialog.FileMode.Directory:
-            dialog.setOption(QFileDialog.Option.ShowDirsOnly)
-        if name_filter:
-            dialog.setNameFilter(name_filter)
-        dialog.fileSelected.connect(on_chosen)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.destroyed.connect(lambda: setattr(self, "_file_dialog", None))
-        self._file_dialog = dialog
-        dialog.open()
-        return dialog
-
-    @property
-    def file_dialog(self) -> QFileDialog | None:
-        return self._file_dialog
-
-    def choose_video(self) -> QFileDialog:
-        return self._dialog("Open video", QFileDialog.FileMode.ExistingFile, VIDEO_FILTER, self.open_video)
-
-    def choose_clip(self) -> QFileDialog:
-        return self._dialog("Open 300-VW clip folder", QFileDialog.FileMode.Directory, None, self.open_clip)
-
-    def choose_record_dir(self) -> QFileDialog:
-        return self._dialog("Recording folder", QFileDialog.FileMode.Directory, None, self.set_record_dir)
-
-    def choose_detector_file(self, name: str) -> QFileDialog:
-        return self._dialog(f"{name} ONNX file", QFileDialog.FileMode.ExistingFile, "ONNX models (*.onnx)",
-                            lambda path: self.set_detector_file(name, path))
-
-    def set_record_dir(self, path: str) -> None:
-        self.settings = replace(self.settings, record_dir=str(path))
-        self.show_message("info", f"Recordings go to {path}")
-
-    def set_detector_file(self, name: str, path: str) -> None:
-        """Offer ``name`` (retinaface / yunet) with this ONNX file and switch to it."""
-        files = {"retinaface": self.settings.retinaface_file, "yunet": self.settings.yunet_file, name: str(path)}
-        self.settings = replace(self.settings, retinaface_file=files["retinaface"], yunet_file=files["yunet"])
-        self.model_panel.set_detector_files(files)
-        self.model_panel.select_detector(name)
-        self.worker.set_detector(name, str(path))
-
     def _camera_requested(self, index: int, resolution) -> None:
         self.open_source(SourceSpec("camera", camera_index=index, resolution=resolution))
 
@@ -407,25 +348,6 @@ class MainWindow(QMainWindow):
     def _slider_moved(self, value: int) -> None:
         if not self._updating_slider:
             self.worker.seek(value)
-
-    def record_paths(self) -> tuple[Path, Path]:
-        folder = Path(self.settings.record_dir) if self.settings.record_dir else default_record_dir()
-        stem = f"facetrack_{datetime.now():%Y%m%d_%H%M%S}"
-        return folder / f"{stem}{DEFAULT_VIDEO_SUFFIX}", folder / f"{stem}.csv"
-
-    def toggle_recording(self) -> None:
-        if self.recording is not None:
-            self.worker.stop_recording()
-        else:
-            video, landmarks = self.record_paths()
-            self.worker.start_recording(video, landmarks)
-        self.record_action.setChecked(self.recording is not None)  # the worker's answer sets it
-
-    def snapshot(self) -> Path:
-        folder = Path(self.settings.record_dir) if self.settings.record_dir else default_record_dir()
-        path = folder / f"snapshot_{datetime.now():%Y%m%d_%H%M%S_%f}.png"
-        self.worker.snapshot(path)
-        return path
 
     # -- what the worker reports ---------------------------------------------------------------
     def show_message(self, level: str, text: str) -> None:
@@ -554,29 +476,6 @@ class MainWindow(QMainWindow):
     def _on_detector_failed(self, name: str, model_file: str, message: str) -> None:
         """Show the detector that still runs (the worker falls back to the default one if none does)."""
         self.model_panel.select_detector(self.settings.detector if self.settings.detector != name else DEFAULT_DETECTOR)
-
-    def _on_recording_changed(self, info: RecordingInfo | None) -> None:
-        started = info is not None and self.recording is None
-        self.recording = info
-        self.record_action.setChecked(info is not None)
-        self.record_action.setText("■ Stop" if info is not None else "● Record")
-        self.record_button.setStyleSheet("color: #c62828; font-weight: bold;" if info is not None else "")
-        self.recording_label.setVisible(info is not None)
-        if started:
-            self._recording_started = time.monotonic()
-            self._recording_timer.start()
-            self._update_recording_label()
-        elif info is None:
-            self._recording_timer.stop()
-        self._update_transport()
-
-    def _update_recording_label(self) -> None:
-        if self.recording is None:
-            return
-        elapsed = int(time.monotonic() - self._recording_started)
-        self.recording_label.setText(
-            f"● REC {elapsed // 60:02d}:{elapsed % 60:02d} · {self.recording.frames} frames"
-        )
 
     def _on_frame(self, packet: FramePacket) -> None:
         self.worker.frame_shown()

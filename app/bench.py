@@ -34,8 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="then time the model alone N times at batch 1 (default 200; 0: skip)")
     parser.add_argument("--precisions", default=None, metavar="LIST",
                         help="time the network alone at each of these precisions in one run (e.g. fp32,int8)")
+    import importlib.util  # find_spec only: importing mediapipe here would slow every command's start
+
+    peers = "" if importlib.util.find_spec("mediapipe") else (
+        "; needs mediapipe, not installed here: pip install -e '.[peers]'")
     parser.add_argument("--vs-mediapipe", action="store_true",
-                        help="alternate rounds of MediaPipe Face Mesh (tracking) and our pipeline on the same frames")
+                        help="alternate rounds of MediaPipe Face Mesh (tracking) and our pipeline on the same frames"
+                             + peers)
     parser.add_argument("--rounds", type=int, default=3, help="rounds for --vs-mediapipe and --precisions (default 3)")
     parser.add_argument("--resize", default=None, metavar="WxH",
                         help="--vs-mediapipe: resize the decoded frames first (e.g. 640x480)")
@@ -85,6 +90,14 @@ def _precision_models(args: argparse.Namespace) -> dict:
 
 def _run_vs_mediapipe(args: argparse.Namespace) -> int:
     from app.bench_compare import decode_frames, parse_size, vs_mediapipe
+    from engines.base import BackendUnavailable
+    from models.mediapipe68 import mediapipe_available
+
+    if not mediapipe_available():  # before any frame is decoded (exit status 2, the message says how)
+        raise BackendUnavailable(
+            "bench --vs-mediapipe needs mediapipe 0.10.21, which the core install leaves out: "
+            "install the 'peers' extra (pip install -e '.[peers]')"
+        )
 
     size = parse_size(args.resize)
     with open_source(args.source) as source:

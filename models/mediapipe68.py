@@ -63,7 +63,10 @@ def _face_mesh_module():
     try:
         from mediapipe.python.solutions import face_mesh
     except ImportError as exc:
-        raise BackendUnavailable(f"mediapipe68 needs mediapipe (pip install mediapipe==0.10.21): {exc}") from exc
+        raise BackendUnavailable(
+            f"mediapipe68 needs mediapipe 0.10.21, which the core install leaves out: install the 'peers' "
+            f"extra (pip install -e '.[peers]'): {exc}"
+        ) from exc
     return face_mesh
 
 

@@ -13,6 +13,15 @@ from models.datasets import data_root, detector_model_dir
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_runtest_setup(item) -> None:
+    """``@pytest.mark.peers("mediapipe", ...)``: skipped only where a named module is absent (the
+    core stack); with FACETRACK_FULL_STACK=1 (the full stack) a missing one fails (tests/peers.py)."""
+    from tests.peers import need_peers
+
+    for marker in item.iter_markers(name="peers"):
+        need_peers(*marker.args)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
     """Every cache the tests make goes to one folder of this session, removed at its end.

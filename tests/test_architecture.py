@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "engines", "models")
 # the torch side of models/: imported only by `python -m models.train` / `models.export` and the
@@ -122,6 +124,7 @@ def test_the_run_time_never_imports_torch():
     assert {k: v for k, v in wrong.items() if v} == {}
 
 
+@pytest.mark.peers("torch", "mediapipe")  # the train extra
 def test_every_training_module_imports():
     """In a fresh interpreter (without cycles the order cannot matter)."""
     modules = sorted(m for m in MODULES if _in(m, ("models.training",)))

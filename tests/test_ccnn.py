@@ -7,7 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from tests.peers import require_peers  # noqa: E402
+
+require_peers("torch")  # the train extra: the core stack (no torch) skips this file
+pytestmark = pytest.mark.peers("torch")
+
+import torch  # noqa: E402
 
 from models.training.ccnn_task import CCNNTask
 from models.training.tasks import task_from_config

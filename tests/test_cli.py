@@ -23,6 +23,7 @@ def _frame_count(path):
     return n
 
 
+@pytest.mark.peers("mediapipe")  # the model is mediapipe68
 @pytest.mark.parametrize("detector", ["blazeface", "retinaface"])
 def test_track_writes_a_playable_video_and_landmarks_on_nearly_every_frame(
     tmp_path, talking_clip, detectors_dir, detector, capsys
@@ -213,7 +214,7 @@ def test_sigterm_finishes_the_files_like_ctrl_c(tmp_path, talking_clip):
     assert os.path.getsize(video) > 0
 
 
-@pytest.mark.parametrize("model", ["r18_ffld", "mediapipe68"])
+@pytest.mark.parametrize("model", ["r18_ffld", pytest.param("mediapipe68", marks=pytest.mark.peers("mediapipe"))])
 def test_stderr_has_no_native_log_lines_and_no_message_twice(talking_clip, model):
     """MediaPipe's TFLite/absl lines only with --verbose; a back-end fallback is said once (not also logged).
 

@@ -124,8 +124,8 @@ def test_retinaface_file_with_a_fixed_input_size_gets_letterboxed(tmp_path, hele
     assert_matches_ground_truth(match, points, "retinaface")
 
 
+@pytest.mark.peers("mediapipe")  # the full-range model is the mediapipe peer's (peers extra)
 def test_blazeface_full_range_model_and_bad_range(helen_faces):
-    pytest.importorskip("mediapipe", reason="the full-range model is the mediapipe peer's (peers extra)")
     image, points = helen_faces[0]
     with pytest.raises(ValueError, match="blazeface-mediapipe"):
         create_detector("blazeface", model_range="full")
@@ -328,10 +328,10 @@ def test_keypoint_error_file_is_complete():
         assert np.linalg.eigvalsh(joint).min() > 0
 
 
+@pytest.mark.peers("mediapipe")  # the reference is mediapipe's solution (peers extra)
 def test_onnx_blazeface_agrees_with_mediapipe_solution(helen_faces):
     """The shipped ONNX BlazeFace finds mediapipe's faces with the same boxes and keypoints
     (bound: IoU >= 0.99, keypoints within 1 px; measured over all of HELEN test in docs/RESULTS.md)."""
-    pytest.importorskip("mediapipe", reason="the reference is mediapipe's solution (peers extra)")
     from models.detectors.blazeface_agreement import Agreement
 
     agreement = Agreement()

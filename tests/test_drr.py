@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from tests.peers import require_peers  # noqa: E402
+
+require_peers("torch")  # the train extra: the core stack (no torch) skips this file
+pytestmark = pytest.mark.peers("torch")
+
+import torch  # noqa: E402
 
 from models.nets.heatmap_layers import pooling_offsets, shape_indexed_max_pool
 from models.training.drr_task import DRRTask

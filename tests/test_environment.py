@@ -4,10 +4,17 @@ import sys
 from importlib import metadata
 
 
-def test_exactly_one_opencv_distribution_is_installed():
-    names = {d.metadata["Name"].lower().replace("_", "-") for d in metadata.distributions()}
-    opencv = sorted(n for n in names if n.startswith("opencv"))
-    assert opencv == ["opencv-contrib-python"], opencv
+def test_one_opencv_build_is_installed():
+    """The core install has exactly one OpenCV, opencv-python-headless. With mediapipe (the peers
+    and train extras) its opencv-contrib-python comes too: both install the same cv2 package, so
+    they must be the same version (constraints.txt), the one cv2 imports."""
+    import cv2
+
+    versions = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
+    opencv = {name: version for name, version in versions.items() if name.startswith("opencv")}
+    expected = ["opencv-contrib-python", "opencv-python-headless"] if "mediapipe" in versions else ["opencv-python-headless"]
+    assert sorted(opencv) == expected, opencv
+    assert {version.rsplit(".", 1)[0] for version in opencv.values()} == {cv2.__version__}, (opencv, cv2.__version__)
 
 
 def test_the_app_never_imports_torch(talking_clip):

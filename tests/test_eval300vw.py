@@ -16,6 +16,7 @@ from app.eval300vw.measures import LAG_GRID, error_jitter, lag_cost, lag_from_co
 from app.eval300vw.run import evaluate
 from app.pipeline import build_pipeline
 from app.synth_clips import SynthSettings, make_clips
+from tests.peers import need_peers
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -25,6 +26,7 @@ def read_csv(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pipeline():
+    need_peers("mediapipe")  # the model is mediapipe68
     with build_pipeline("mediapipe68", options=EvalConfig().pipeline_options()) as p:
         yield p
 
@@ -225,6 +227,7 @@ def test_an_interrupted_run_resumes(synth_root, tmp_path, pipeline):
     assert json.loads((out / "clips" / "synth_000.json").read_text())["config"]["smoothing"] is False
 
 
+@pytest.mark.peers("mediapipe")  # EvalConfig's default model is mediapipe68
 def test_an_annotation_problem_is_reported_once(synth_root, tmp_path, caplog):
     """With its own pipeline (warmed up on the first clip) the runner used to open the first clip
     twice and add its own line: the same first annotation problem came out three times."""

@@ -21,6 +21,7 @@ from models.datasets import list_annotated
 from models.detectors import create_detector
 from models.dlib68 import DLIB_BOX, INPUT_SIZE, Dlib68Model, fit_box, rectangle_in_crop
 from models.pts import read_pts
+from tests.peers import need_peers
 
 SUMMARY = re.compile(
     r"^model=(\S+) dataset=(\S+) mode=(\S+) n=(\d+) NME_io=(\d+\.\d\d)% NME_ip=(\d+\.\d\d)% "
@@ -39,12 +40,14 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def dlib68():
+    need_peers("dlib", "face_recognition_models")
     with Dlib68Model() as model:
         yield model
 
 
 @pytest.fixture(scope="module")
 def gt5_run(helen_test_dir, tmp_path_factory):
+    need_peers("mediapipe", "dlib", "face_recognition_models")  # mediapipe68,dlib68
     out = tmp_path_factory.mktemp("eval")
     code, stdout, stderr = run_cli(
         "--model", "mediapipe68,dlib68", "--dataset", str(helen_test_dir), "--limit", "10", "--out", str(out)
@@ -114,6 +117,7 @@ def test_detector_misses_are_counted_as_failures(helen_test_dir, tmp_path, dlib6
     assert rows[1] == {"file": "b_blank.jpg", "model": "dlib68", "NME_io": "", "NME_ip": "", "NME_box": "", "detected": "0"}
 
 
+@pytest.mark.peers("dlib", "face_recognition_models")
 def test_evaluate_loads_models_and_detector_by_name(helen_test_dir):
     (summary,) = ev.evaluate(["dlib68"], helen_test_dir, "detector", detector="blazeface", limit=3)
     assert (summary.model, summary.detector, summary.n, summary.misses) == ("dlib68", "blazeface", 3, 0)
@@ -152,11 +156,13 @@ def test_dataset_without_annotations_exits_2(tmp_path):
     assert "no annotated images" in stderr
 
 
+@pytest.mark.peers("dlib", "face_recognition_models")
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="no_such_model.*dlib68"):
         ev.load_model("no_such_model")
 
 
+@pytest.mark.peers("mediapipe")
 def test_own_mode_needs_a_model_with_its_own_detector(helen_test_dir):
     with ev.load_model("mediapipe68") as model:
         with pytest.raises(ValueError, match="own face detector"):
@@ -191,12 +197,14 @@ def test_dlib68_box_and_crop_size(helen_test_dir, dlib68):
         dlib68.predict([align_from_landmarks(image, gt, 256)])
 
 
+@pytest.mark.peers("dlib", "face_recognition_models")
 def test_dlib_box_refits_from_training_images():
     fitted = fit_box(["300w/afw", "300w/helen_train"], limit=10, progress=False)
     assert fitted.used >= 15
     assert np.allclose(fitted.box, DLIB_BOX, atol=0.03)
 
 
+@pytest.mark.peers("mediapipe")
 def test_box_norm_and_51_points_on_large_pose_faces(data_dir, tmp_path):
     """--norm box --points 51 on AFLW2000-3D validation faces: the CSV and plot follow the choice."""
     code, stdout, _ = run_cli("--model", "mediapipe68", "--dataset", str(data_dir / "validation" / "aflw2000_199"),

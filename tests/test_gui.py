@@ -225,6 +225,7 @@ def test_a_bad_file_at_start_keeps_the_picker(qtbot, make_window, tmp_path):
     assert window.source_info is None
 
 
+@pytest.mark.peers("mediapipe")  # with no network installed, the fallback is mediapipe68
 def test_a_missing_model_falls_back_and_keeps_tracking(qtbot, make_window, talking_clip, tmp_path):
     empty_assets = tmp_path / "assets"
     empty_assets.mkdir()

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.peers import require_peers  # noqa: E402
+
+require_peers("torch")  # the train extra: the core stack (no torch) skips this file
+pytestmark = pytest.mark.peers("torch")
+
+import torch  # noqa: E402
 
 from models.nets.mobilenetv2 import MobileNetV2Features  # noqa: E402
 from models.training.imagenet_init import (  # noqa: E402

@@ -25,6 +25,7 @@ from models.onnx_landmarks import OnnxLandmarkModel
 from models.registry import UnknownModelError, available_models, default_model, load_landmark_model
 from models.types import AlignedCrop
 from tests.conftest import read_image
+from tests.peers import full_stack, missing_modules, need_peers
 
 # mediapipe68 on every third helen_test face (110), aligned from ground-truth five points,
 # measured 0.0392 (all 330: 0.0391, `python -m models.mediapipe68 --eval`).
@@ -36,6 +37,7 @@ MEDIAPIPE68_NME_LIMIT = 0.045
 
 @pytest.fixture(scope="module")
 def mediapipe68():
+    need_peers("mediapipe")
     with MediaPipe68() as model:
         yield model
 
@@ -449,14 +451,21 @@ def test_template_mismatch_is_refused(tmp_path):
 # --- registry ---------------------------------------------------------------------------------------
 
 
+def _peer_models() -> list[str]:
+    """The peers the registry offers here: both in the full stack, none in the core stack."""
+    return [name for name, module in (("mediapipe68", "mediapipe"), ("dlib68", "dlib"))
+            if full_stack() or not missing_modules((module,))]
+
+
 def test_registry_lists_installed_models(tmp_path):
-    assert available_models(tmp_path) == ["mediapipe68", "dlib68"]  # dlib68: the peers extra is installed
+    peers = _peer_models()
+    assert available_models(tmp_path) == peers  # offered only where the peers extra is installed
     assert default_model(tmp_path) == "mediapipe68"
     coords_graph(BASE, tmp_path / "mnv2_sdd.onnx")
     write_json(tmp_path, "mnv2_sdd", manifest_json("mnv2_sdd", "coords"))
     write_json(tmp_path, "r18_ffld", manifest_json("r18_ffld", "coords"))  # ONNX file missing
     (tmp_path / "junk.json").write_text("[]")
-    assert available_models(tmp_path) == ["mnv2_sdd", "mediapipe68", "dlib68"]
+    assert available_models(tmp_path) == ["mnv2_sdd", *peers]
     assert default_model(tmp_path) == "mnv2_sdd"
     messages = []
     with load_landmark_model("mnv2_sdd", backend="ort-cpu", on_message=messages.append, assets_dir=tmp_path) as model:
@@ -471,12 +480,33 @@ def test_registry_lists_installed_models(tmp_path):
 
 
 def test_registry_unknown_and_uninstalled_names(tmp_path):
-    with pytest.raises(UnknownModelError, match=r"unknown landmark model 'hrnet'; available: mediapipe68"):
+    available = ", ".join(_peer_models()) or "none"
+    with pytest.raises(UnknownModelError, match=rf"unknown landmark model 'hrnet'; available: {available}$"):
         load_landmark_model("hrnet", assets_dir=tmp_path)
-    with pytest.raises(ModelFileError, match=r"'mnv2_sdd' is not installed.*available: mediapipe68"):
+    with pytest.raises(ModelFileError, match=rf"'mnv2_sdd' is not installed.*available: {available}$"):
         load_landmark_model("mnv2_sdd", assets_dir=tmp_path)
 
 
+def test_without_mediapipe_the_peers_are_not_offered_and_the_message_says_how(talking_clip):
+    """As in the core install (mediapipe made unimportable here, so both stacks run it): mediapipe68 is
+    not listed, and asking for it or for bench --vs-mediapipe stops (exit 2) naming the peers extra."""
+    code = (
+        "import sys\nsys.modules['mediapipe'] = None\n"
+        "from models.registry import available_models\n"
+        "assert 'mediapipe68' not in available_models(), available_models()\n"
+        "from app.cli import main\n"
+        f"print(main(['track', {str(talking_clip)!r}, '--model', 'mediapipe68', '--max-frames', '2']))\n"
+        f"print(main(['bench', {str(talking_clip)!r}, '--vs-mediapipe', '--max-frames', '2']))\n"
+        "assert 'mediapipe' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2", "2"], done.stdout
+    hints = [line for line in done.stderr.splitlines() if "pip install -e '.[peers]'" in line]
+    assert len(hints) == 2 and "mediapipe68" in hints[0] and "--vs-mediapipe" in hints[1], done.stderr
+
+
+@pytest.mark.peers("mediapipe")
 def test_registry_mediapipe68_ignores_other_backends():
     messages = []
     with load_landmark_model("mediapipe68", backend="tensorrt", on_message=messages.append) as model:
@@ -489,8 +519,9 @@ def test_app_side_modules_do_not_import_torch():
         "import sys, models.registry, models.onnx_landmarks, models.mediapipe68, models.manifest\n"
         "import models.heatmap_decode\n"
         "models.registry.available_models()\n"
-        "models.registry.load_landmark_model('mediapipe68').close()\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        + ("models.registry.load_landmark_model('mediapipe68').close()\n"
+           if full_stack() or not missing_modules(("mediapipe",)) else "")  # mediapipe68: the peers extra
+        + "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

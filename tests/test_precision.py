@@ -156,6 +156,7 @@ def test_preprocessing_matches_the_manifest_formula():
     np.testing.assert_allclose(flipped, preprocess_images(np.ascontiguousarray(batch[:, :, ::-1]), manifest))
 
 
+@pytest.mark.peers("mediapipe")
 def test_bench_compares_precisions_and_mediapipe_in_one_run(talking_clip):
     import re
     import subprocess

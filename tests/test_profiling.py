@@ -6,7 +6,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-from scipy.spatial import ConvexHull
+from tests.peers import require_peers  # noqa: E402
+
+require_peers("scipy")  # the train extra: the core stack (no scipy) skips this file
+pytestmark = pytest.mark.peers("scipy")
+
+from scipy.spatial import ConvexHull  # noqa: E402
 
 from models.align import align_from_landmarks
 from models.datasets import list_annotated, resolve_dataset

@@ -5,7 +5,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from tests.peers import require_peers  # noqa: E402
+
+require_peers("torch")  # the train extra: the core stack (no torch) skips this file
+pytestmark = pytest.mark.peers("torch")
+
+import torch  # noqa: E402
 
 from models.datasets import TEST_SET, list_annotated, resolve_dataset
 from models.heatmap_decode import sample_maps

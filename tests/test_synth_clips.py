@@ -137,6 +137,7 @@ def test_complete_clips_are_kept(helen_test_dir, tmp_path):
     assert (folder / "vid.avi").stat().st_mtime_ns != stamp and (folder / META_NAME).is_file()
 
 
+@pytest.mark.peers("mediapipe")  # the turned views come from Face Mesh (models.profiling)
 def test_turning_clip_has_the_documented_ground_truth(helen_test_dir, tmp_path):
     """--motion turn: yaw 0 -> +60 -> 0 -> -60 -> 0; each frame's points are the view's points
     (models.profiling) through the frame's matrix, the unturned frames the still's own."""

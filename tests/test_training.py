@@ -5,7 +5,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
+from tests.peers import require_peers  # noqa: E402
+
+require_peers("torch")  # the train extra: the core stack (no torch) skips this file
+pytestmark = pytest.mark.peers("torch")
+
+import torch  # noqa: E402
 
 from models.align import align_from_landmarks, transform_points
 from models.datasets import data_root, list_annotated

@@ -55,12 +55,13 @@ def frames_to_end(source: "FrameSource") -> Iterator[Frame]:
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own log (e.g. V4L2 'can't open camera by index') for the block."""
-    previous = cv2.getLogLevel()
-    cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
+    log = cv2 if hasattr(cv2, "getLogLevel") else cv2.utils.logging  # OpenCV 4.12+: only cv2.utils.logging
+    previous = log.getLogLevel()
+    log.setLogLevel(0)  # LOG_LEVEL_SILENT
     try:
         yield
     finally:
-        cv2.setLogLevel(previous)
+        log.setLogLevel(previous)
 
 
 def natural_key(path: Path) -> list:

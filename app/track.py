@@ -6,11 +6,11 @@ import sys
 
 from tqdm import tqdm
 
-from app import exit_codes
-from app.argtypes import positive_int
+from app.cli import exit_codes
+from app.cli.argtypes import positive_int
 from app.output_paths import check_outputs
 from app.overlay import OverlayOptions
-from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
+from app.cli.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
 from app.sources import frames_to_end, open_source
 

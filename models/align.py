@@ -14,7 +14,7 @@ from models.types import AlignedCrop
 
 # Keypoint slots of the template (see landmarks68.KEYPOINT_NAMES) in crop units: (0, 0)
 # is the top-left corner of the crop and (1, 1) the bottom-right one. Computed by
-# models/make_template.py from the Procrustes mean of the 300-W training shapes, scaled
+# models/tools/make_template.py from the Procrustes mean of the 300-W training shapes, scaled
 # so that the mean 68-point shape's box spans 70% of the crop.
 TEMPLATE = np.array(
     [

@@ -3,7 +3,7 @@
 Head frame: x towards the image right of a frontal face, y down, z into the head (away
 from the camera), origin at the nose tip (point 30), millimetres (scaled so the outer eye
 corners are 90 mm apart). A frontal, upright face seen by an OpenCV camera (x right,
-y down, z forward) has the identity rotation. Made by ``python -m models.make_face3d``
+y down, z forward) has the identity rotation. Made by ``python -m models.tools.make_face3d``
 (its docstring says from what).
 """
 from __future__ import annotations

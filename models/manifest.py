@@ -28,7 +28,7 @@ point) or ``coords`` (outputs (N, 68, 2) coordinates and optionally (N, 68) conf
 says what the coordinates are: ``normalized`` (crop units, (0, 0) top-left corner, (1, 1)
 bottom-right; default for ``coords``) or ``heatmap`` (heatmap pixel centres; default for
 in-graph heatmap decoding). ``decode.kernel`` may be left out (the decoder's default).
-``int8`` (optional) names the INT8 copy of the network made by ``models.quantize`` (same inputs
+``int8`` (optional) names the INT8 copy of the network made by ``models.tools.quantize`` (same inputs
 and outputs), with its calibration recipe and measured figures; ``cpu_default`` says whether
 it passed the accuracy bar and so is what ONNX Runtime CPU runs when no precision is asked for.
 ``repair`` (optional, networks with score maps) names the exemplar shape dictionary beside the
@@ -87,7 +87,7 @@ class ModelCard:
 
 @dataclass(frozen=True)
 class Int8Variant:
-    """The INT8 copy of a network (``models.quantize``): file beside the manifest, and its card."""
+    """The INT8 copy of a network (``models.tools.quantize``): file beside the manifest, and its card."""
 
     onnx: str
     calibration: str = ""  # calibration method kept (minmax, entropy, percentile)

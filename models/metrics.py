@@ -1,6 +1,6 @@
 """Landmark accuracy metrics the way landmark papers report them (numpy only).
 
-One module for both sides: the app's evaluations (``app.evaluate``, ``app.eval300vw``, the
+One module for both sides: the app's evaluations (``app.eval.evaluate``, ``app.eval.vw300``, the
 window's live error) and training, export and the model fits in ``models/`` all score with it.
 
 * NME: mean point-to-point Euclidean error divided by a normalising distance taken

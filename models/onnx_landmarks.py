@@ -119,7 +119,7 @@ class OnnxLandmarkModel(LandmarkModel):
         if wanted is Precision.INT8 and int8_path is None:
             where = m.int8_path or f"no 'int8' section in {m.path}"
             problem = (f"model {self.name!r} has no INT8 file ({where}); make it with "
-                       f"`python -m models.quantize --model {self.name}`")
+                       f"`python -m models.tools.quantize --model {self.name}`")
             if strict:
                 raise ModelFileError(problem)
             _tell(on_message, f"{problem}. Running the default precision instead.")

@@ -202,5 +202,5 @@ def precision_files(name: str, assets_dir: str | Path | None = None) -> dict[str
         return {p.value: str(error) for p in Precision}
     int8 = None
     if manifest.int8_path is None or not manifest.int8_path.is_file():
-        int8 = f"{base} has no INT8 file here (make it with `python -m models.quantize --model {base}`)"
+        int8 = f"{base} has no INT8 file here (make it with `python -m models.tools.quantize --model {base}`)"
     return {Precision.FP32.value: None, Precision.FP16.value: None, Precision.INT8.value: int8}

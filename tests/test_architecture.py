@@ -15,11 +15,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "engines", "models")
-# the torch side of models/: imported only by `python -m models.train` / `models.export` and the
-# training tools
-# Build-time modules: training, export, INT8 calibration (reads training crops) and the MTCNN conversion.
-TORCH_SIDE = ("models.nets", "models.training", "models.train", "models.export", "models.quantize",
-              "models.detectors.make_mtcnn")
+# the torch side of models/: training, export, INT8 calibration (reads training crops) and the MTCNN
+# conversion (`python -m models.tools.train`, `models.tools.export`, ...)
+TORCH_SIDE = ("models.nets", "models.training", "models.tools.train", "models.tools.export", "models.tools.quantize",
+              "models.tools.make_mtcnn")
+# the tools of app/: evaluation and synthetic test data. The command line names them as strings and
+# imports them when asked; the window's documentation screenshots drive it on synthetic clips.
+TOOLS = ("app.eval", "app.synth")
+TOOL_USERS = ("app.cli", "app.gui.screenshots")
 
 
 def _modules() -> dict[str, Path]:
@@ -97,7 +100,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_graph_is_read():
-    assert "models.training.loop" in GRAPH["models.train"]
+    assert "models.training.loop" in GRAPH["models.tools.train"]
     assert "engines.base" in GRAPH["engines.ort"]
 
 
@@ -130,3 +133,24 @@ def test_every_training_module_imports():
     modules = sorted(m for m in MODULES if _in(m, ("models.training",)))
     subprocess.run([sys.executable, "-c", "; ".join(f"import {m}" for m in modules)], cwd=ROOT, check=True,
                    timeout=300)
+
+
+def test_the_run_time_never_reaches_the_tools():
+    """No run-time module of app/ (root, sources, geometry, gui, batch) imports evaluation or
+    synthesis code."""
+    wrong = {name: sorted(m for m in imports if _in(m, TOOLS))
+             for name, imports in GRAPH.items() if _in(name, ("app",)) and not _in(name, TOOLS + TOOL_USERS)}
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_the_layout():
+    """app/ root holds run-time modules only; models/ root no build tool (issue 32's layout)."""
+    app_root = {p.stem for p in (ROOT / "app").glob("*.py")}
+    assert not app_root & {"evaluate", "bench", "cli", "synth_clips", "synth_occlusions", "occlusion_eval",
+                           "turn_report", "plots", "vw_splits", "label_offsets", "frame_profile", "occlusion_sheet"}
+    assert not (ROOT / "app" / "eval300vw").exists() and not (ROOT / "app" / "geometry" / "evaluate.py").exists()
+    models_root = {p.stem for p in (ROOT / "models").glob("*.py")}
+    assert not models_root & {"train", "export", "quantize", "make_template", "make_face3d", "confidence_stats",
+                              "profiling"}
+    for package in ("app/cli", "app/eval", "app/synth", "models/tools"):
+        assert (ROOT / package / "__init__.py").is_file()

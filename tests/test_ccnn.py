@@ -1,6 +1,6 @@
 """CCNN (models/nets/ccnn.py, models/training/ccnn_task.py): shapes of every unit, deep supervision,
 the loss falling over real steps on real training crops, the ONNX export against torch, and a
-smoke run of the real ``models.train`` entry exported to a file the registry loads."""
+smoke run of the real ``models.tools.train`` entry exported to a file the registry loads."""
 from __future__ import annotations
 
 import json
@@ -81,7 +81,7 @@ def test_the_loss_falls_over_real_steps_on_real_training_crops():
 
 
 def test_the_export_matches_torch(tmp_path):
-    from models.export import export_onnx, ort_session, sample_crops
+    from models.tools.export import export_onnx, ort_session, sample_crops
 
     torch.manual_seed(0)
     task = CCNNTask(steps=2)
@@ -98,10 +98,10 @@ def test_the_export_matches_torch(tmp_path):
 
 def test_a_smoke_run_of_models_train_exports_to_a_file_the_registry_loads(tmp_path, monkeypatch):
     from models.datasets import TEST_SET, list_annotated, resolve_dataset
-    from models.export import main as export_main
+    from models.tools.export import main as export_main
     from models.manifest import load_manifest
     from models.registry import available_models, load_landmark_model
-    from models.train import main as train_main
+    from models.tools.train import main as train_main
 
     # runs under a scratch folder; the crop cache stays the shared one (rebuilding it takes minutes)
     monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path / "runs"))

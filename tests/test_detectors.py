@@ -11,7 +11,7 @@ import pytest
 from engines.base import ModelFileError
 from models.datasets import TEST_SET, data_root, detector_model_dir, list_annotated
 from models.detectors import DETECTOR_NAMES, MODEL_FILES, Letterbox, create_detector
-from models.detectors.measure import JSON_PATH, crop_unit_error, match_detection
+from models.tools.measure_detectors import JSON_PATH, crop_unit_error, match_detection
 from models.detectors.retinaface import decode_boxes, decode_landmarks, nms, prior_boxes
 from models.landmarks68 import KEYPOINT_NAMES, NUM_KEYPOINTS, inter_ocular, keypoints_from_landmarks
 from models.types import Detection
@@ -332,7 +332,7 @@ def test_keypoint_error_file_is_complete():
 def test_onnx_blazeface_agrees_with_mediapipe_solution(helen_faces):
     """The shipped ONNX BlazeFace finds mediapipe's faces with the same boxes and keypoints
     (bound: IoU >= 0.99, keypoints within 1 px; measured over all of HELEN test in docs/RESULTS.md)."""
-    from models.detectors.blazeface_agreement import Agreement
+    from models.tools.blazeface_agreement import Agreement
 
     agreement = Agreement()
     with create_detector("blazeface") as ours, create_detector("blazeface-mediapipe") as theirs:

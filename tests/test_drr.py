@@ -113,7 +113,7 @@ def test_point_loss_is_the_nme_of_each_step():
 
 
 def test_a_trained_step_exports_to_onnx_that_matches_torch_and_loads_through_the_registry(tmp_path, monkeypatch):
-    from models.export import main as export_main
+    from models.tools.export import main as export_main
     from models.manifest import load_manifest
     from models.registry import load_landmark_model
     from models.training.augment import AugmentConfig

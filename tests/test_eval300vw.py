@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import vw_splits
-from app.eval300vw.clips import read_unreliable
-from app.eval300vw.config import EvalConfig
-from app.eval300vw.measures import LAG_GRID, error_jitter, lag_cost, lag_from_costs
-from app.eval300vw.run import evaluate
+from app.eval import vw_splits
+from app.eval.vw300.clips import read_unreliable
+from app.eval.vw300.config import EvalConfig
+from app.eval.vw300.measures import LAG_GRID, error_jitter, lag_cost, lag_from_costs
+from app.eval.vw300.run import evaluate
 from app.pipeline import build_pipeline
-from app.synth_clips import SynthSettings, make_clips
+from app.synth.clips import SynthSettings, make_clips
 from tests.peers import need_peers
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from models.boxes import match_face
 import pytest
 
-from app import evaluate as ev
+from app.eval import evaluate as ev
 from models.align import align_from_landmarks
 from models.datasets import list_annotated
 from models.detectors import create_detector

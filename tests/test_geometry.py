@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.geometry.blinks import BlinkDetector, BlinkOptions
-from app.geometry.evaluate import evaluate_blinks, match_blinks, synthetic_views
+from app.eval.geometry import evaluate_blinks, match_blinks, synthetic_views
 from app.geometry.face import FaceGeometryTracker, PoseSmoother, wrap_degrees
 from app.geometry.openness import eye_aspect_ratios, mouth_opening
 from app.geometry.pose import PoseSolver, angles_from_rotation, camera_matrix, rotation_from_angles
@@ -283,7 +283,7 @@ def test_a_face_found_again_at_the_same_place_keeps_its_geometry():
 
 def test_the_default_network_closes_the_lids_on_a_hand_labelled_blink():
     """talking_d13 frames 102-104 are a labelled blink (tests/data/blinks.json); 98-99 are open."""
-    from app.geometry.evaluate import lid_gaps
+    from app.eval.geometry import lid_gaps
     from models.datasets import data_root
 
     gaps = lid_gaps(data_root() / "videos" / "talking_d13.mp4", range(98, 105), ["r18_ffld@fp32"])["gap_px"]

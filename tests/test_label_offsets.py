@@ -1,7 +1,7 @@
-"""app.label_offsets: per-source offsets and the mirror check, on real faces with a shipped network."""
+"""app.eval.label_offsets: per-source offsets and the mirror check, on real faces with a shipped network."""
 import numpy as np
 
-from app.label_offsets import measure, mirror_points
+from app.eval.label_offsets import measure, mirror_points
 from models.datasets import data_root, list_annotated
 from models.landmarks68 import LEFT_EYE, RIGHT_EYE
 
@@ -15,7 +15,7 @@ def test_mirroring_points_twice_gives_them_back_and_keeps_the_image_left_eye_on_
 
 
 def test_the_mirror_check_measures_the_mirrored_images_too():
-    from app.evaluate import load_model
+    from app.eval.evaluate import load_model
 
     with load_model("r18_ffld@fp32") as model:
         plain = measure(model, "300w/helen_train", limit=4)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.plots import plot_ced
+from app.eval.plots import plot_ced
 from models.metrics import (
     MISS,
     auc,

@@ -11,7 +11,7 @@ from models.datasets import TEST_SET, data_root, list_annotated
 from models.detectors import DEFAULT_DETECTOR, create_detector
 from models.detectors.auto import AutoDetector
 from models.boxes import landmark_box
-from models.detectors.measure import match_detection
+from models.tools.measure_detectors import match_detection
 from models.detectors.mtcnn import MODEL_DIR, MtcnnDetector, nms, regress, square
 from models.landmarks68 import inter_ocular, keypoints_from_landmarks
 
@@ -127,7 +127,7 @@ def test_auto_is_the_default_and_switches_on_large_frames(street_frames):
 def grey_photo_frame():
     """Frame 0 of the static synthetic clip ``static_008`` (seed 0; without its sensor noise): a plain
     frontal face about 125 px wide, printed in grey, that BlazeFace misses on every frame."""
-    from app.synth_clips import SynthSettings, face_points, load_scene, plan_clip, render_frame
+    from app.synth.clips import SynthSettings, face_points, load_scene, plan_clip, render_frame
 
     folder = data_root() / TEST_SET
     rng = np.random.default_rng([0, 8, 1])
@@ -193,7 +193,7 @@ def test_a_region_search_finds_the_face_in_frame_coordinates(mtcnn, street_frame
 def test_street_contact_sheets_show_every_detection(mtcnn, street_frames, tmp_path):
     import argparse
 
-    from models.detectors.street import CROP, crop_sheet, frame_sheet, parse_size, write_png
+    from models.tools.street_detections import CROP, crop_sheet, frame_sheet, parse_size, write_png
 
     results = [mtcnn.detect(f) for f in street_frames[:2]]
     crops = crop_sheet(street_frames[:2], results, columns=4)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from app.occlusion_eval import evaluate_occlusions, roc_auc
-from app.synth_occlusions import KINDS, TEXTURE_SETS, VISIBILITY_FILE, load_visibility, make_set
+from app.eval.occlusion_eval import evaluate_occlusions, roc_auc
+from app.synth.occlusions import KINDS, TEXTURE_SETS, VISIBILITY_FILE, load_visibility, make_set
 from models.datasets import TEST_SET
 from models.pts import read_pts
 
 
 def test_best_f1_threshold():
-    from app.occlusion_eval import best_f1_threshold
+    from app.eval.occlusion_eval import best_f1_threshold
 
     threshold, f1 = best_f1_threshold(np.array([0.1, 0.2, 0.3, 0.8, 0.9]), np.array([1, 1, 0, 0, 0], bool))
     assert f1 == 1.0 and 0.2 < threshold < 0.3

@@ -109,7 +109,7 @@ def test_the_window_path_falls_back_with_a_message():
 def test_a_missing_int8_file_errors_or_falls_back(tmp_path):
     shutil.copy(ASSETS_DIR / "mnv2_sdd.json", tmp_path)
     shutil.copy(ASSETS_DIR / "mnv2_sdd.onnx", tmp_path)
-    with pytest.raises(ModelFileError, match="no INT8 file .*models.quantize --model mnv2_sdd"):
+    with pytest.raises(ModelFileError, match="no INT8 file .*models.tools.quantize --model mnv2_sdd"):
         load_landmark_model("mnv2_sdd@int8", backend="ort-cpu", assets_dir=tmp_path, strict_precision=True)
     messages = []
     with load_landmark_model("mnv2_sdd", precision="int8", backend="ort-cpu", assets_dir=tmp_path,
@@ -185,7 +185,7 @@ def test_bench_compares_precisions_and_mediapipe_in_one_run(talking_clip):
 
 
 def test_frame_profile_prints_where_the_time_goes(talking_clip, capsys):
-    from app.frame_profile import PIECES, main
+    from app.cli.frame_profile import PIECES, main
 
     assert main([str(talking_clip), "--model", "mnv2_sdd", "--backend", "ort-cpu", "--max-frames", "5",
                  "--warmup", "1"]) == 0
@@ -199,7 +199,7 @@ def test_frame_profile_prints_where_the_time_goes(talking_clip, capsys):
 def test_int8_graph_keeps_the_image_layer_and_the_outputs_in_float(name, float_convs):
     import onnx
 
-    from models.quantize import float_nodes
+    from models.tools.quantize import float_nodes
 
     manifest = load_manifest(ASSETS_DIR / f"{name}.json")
     graph = onnx.load(str(manifest.int8_path)).graph

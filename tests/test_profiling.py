@@ -1,4 +1,4 @@
-"""Large-pose views (models.profiling): landmarks stay right when a real face is turned."""
+"""Large-pose views (models.tools.face_profiling): landmarks stay right when a real face is turned."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ from models.align import align_from_landmarks
 from models.datasets import list_annotated, resolve_dataset
 from models.landmarks68 import INNER_51, inter_ocular
 from models.mediapipe68 import MediaPipe68
-from models.profiling import FaceMesh3D, FitError, _rotation, mesh_topology, render_view
+from models.tools.face_profiling import FaceMesh3D, FitError, _rotation, mesh_topology, render_view
 
 INNER = list(INNER_51)
 
@@ -96,7 +96,7 @@ def test_a_fit_to_another_face_is_refused(faces):
 
 
 def test_view_cache_is_a_crop_set_of_training_views(tmp_path, monkeypatch):
-    from models.training.profiling import build_views, load_views, sample_targets
+    from models.training.pose_views import build_views, load_views, sample_targets
 
     monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path))
     report = build_views(sets=("300w/afw",), views=2, limit=2, progress=False)
@@ -117,7 +117,7 @@ def test_view_cache_is_a_crop_set_of_training_views(tmp_path, monkeypatch):
             assert abs(target) <= 75.0 + 1e-9 and abs(pitch) <= 10.0
             if abs(yaw) >= 10:
                 assert np.sign(target) == np.sign(yaw) and abs(target) >= abs(yaw)  # turned further away
-    from app.geometry.pose_survey import survey
+    from app.eval.pose_survey import survey
 
     turned = survey(str(report.folder))
     assert np.isfinite(turned.yaw).all()
@@ -131,7 +131,7 @@ def test_view_cache_is_a_crop_set_of_training_views(tmp_path, monkeypatch):
 def test_training_data_mixes_in_views_of_training_images_only(tmp_path, monkeypatch):
     from models.training.augment import AugmentConfig
     from models.training.dataset import TrainingData
-    from models.training.profiling import build_views
+    from models.training.pose_views import build_views
 
     monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path))
     build_views(sets=("300w/afw",), views=1, limit=6, progress=False)

@@ -175,7 +175,7 @@ def _train_args(run, *extra):
 
 
 def test_two_phase_training_resumes_exactly(tmp_path, monkeypatch):
-    from models.train import main as train_main
+    from models.tools.train import main as train_main
 
     monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
     train_main(_train_args("straight"))
@@ -199,10 +199,10 @@ def test_two_phase_training_resumes_exactly(tmp_path, monkeypatch):
 def test_export_matches_torch_and_runs_in_the_app(tmp_path, monkeypatch, real_face):
     import onnx
 
-    from models.export import load_trained, main as export_main
+    from models.tools.export import load_trained, main as export_main
     from models.manifest import load_manifest
     from models.onnx_landmarks import OnnxLandmarkModel
-    from models.train import main as train_main
+    from models.tools.train import main as train_main
 
     monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path / "runs"))
     train_main(_train_args("tiny", "--s0-epochs", "0", "--epochs", "1"))
@@ -265,9 +265,9 @@ def test_non_face_crops_come_from_the_street_clip():
 def test_fine_tuning_starts_from_the_shipped_file_exactly(tmp_path, monkeypatch):
     """--init-onnx: the folded batch norms come back as frozen affine maps, so the network
     computes what the shipped file computes, trains without moving them, resumes and exports."""
-    from models.export import ort_session, sample_crops
+    from models.tools.export import ort_session, sample_crops
     from models.datasets import PROJECT_ROOT
-    from models.train import main as train_main
+    from models.tools.train import main as train_main
     from models.training.onnx_init import FrozenBatchNorm2d, load_onnx_weights
 
     shipped = PROJECT_ROOT / "assets" / "r18_ffld.onnx"
@@ -300,7 +300,7 @@ def test_fine_tuning_starts_from_the_shipped_file_exactly(tmp_path, monkeypatch)
     kept = json.loads((tmp_path / "ft" / "start_card.json").read_text())
     shipped_card = json.loads(shipped.with_suffix(".json").read_text())["card"]
     assert kept["file"] == str(shipped) and kept["card"] == shipped_card and len(kept["sha256"]) == 64
-    from models.export import _ffld_start_text, training_text
+    from models.tools.export import _ffld_start_text, training_text
 
     assert shipped_card["recipe"] in _ffld_start_text(state["config"]["task"], "ft")
     assert training_text(state, tmp_path / "ft" / "last.pt").endswith(shipped_card["training"])

@@ -136,7 +136,7 @@ def test_onnx_model_confidence_is_the_score_map_and_repair_is_an_option(tmp_path
     import cv2
 
     from models.align import align_from_landmarks
-    from models.export import export_onnx
+    from models.tools.export import export_onnx
     from models.manifest import write_manifest
     from models.registry import load_landmark_model
 
@@ -199,7 +199,7 @@ def test_synthetic_occluders_hide_the_points_they_cover_and_zero_their_score_tar
 
 @pytest.fixture(scope="module")
 def occluded_helen(tmp_path_factory):
-    from app.synth_occlusions import make_set
+    from app.synth.occlusions import make_set
 
     out = tmp_path_factory.mktemp("occluded_sgfa")
     make_set(out, seed=5, limit=30)
@@ -211,7 +211,7 @@ def test_shipped_sgfa_says_which_points_are_hidden_and_repairs_them(occluded_hel
     below seen ones, the threshold calls most hidden points hidden and few seen ones, and the
     repair brings the hidden points closer (bounds a little under the full set's figures,
     docs/RESULTS.md "SGFA shipped 2026-12-07")."""
-    from app.occlusion_eval import evaluate_occlusions
+    from app.eval.occlusion_eval import evaluate_occlusions
     from models.registry import available_models, load_landmark_model
 
     assert "sgfa" in available_models() and "sgfa+norepair" in available_models()

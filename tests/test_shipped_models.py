@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from app import evaluate as ev
+from app.eval import evaluate as ev
 from app.pipeline import build_pipeline
 from app.sources import open_source
 from models.align import align_from_landmarks

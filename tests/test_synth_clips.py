@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.synth_clips import (
+from app.synth.clips import (
     FRAME_HEIGHT,
     FRAME_WIDTH,
     META_NAME,
@@ -137,12 +137,12 @@ def test_complete_clips_are_kept(helen_test_dir, tmp_path):
     assert (folder / "vid.avi").stat().st_mtime_ns != stamp and (folder / META_NAME).is_file()
 
 
-@pytest.mark.peers("mediapipe")  # the turned views come from Face Mesh (models.profiling)
+@pytest.mark.peers("mediapipe")  # the turned views come from Face Mesh (models.tools.face_profiling)
 def test_turning_clip_has_the_documented_ground_truth(helen_test_dir, tmp_path):
     """--motion turn: yaw 0 -> +60 -> 0 -> -60 -> 0; each frame's points are the view's points
-    (models.profiling) through the frame's matrix, the unturned frames the still's own."""
-    from app.synth_clips import TurningScene, TurnSettings, turn_schedule
-    from models.profiling import FaceMesh3D
+    (models.tools.face_profiling) through the frame's matrix, the unturned frames the still's own."""
+    from app.synth.clips import TurningScene, TurnSettings, turn_schedule
+    from models.tools.face_profiling import FaceMesh3D
 
     settings, turn = SynthSettings(frames=5), TurnSettings()
     [folder] = make_clips(helen_test_dir, tmp_path, count=1, settings=settings, progress=False, turn=turn)
@@ -171,9 +171,9 @@ def test_turning_clip_has_the_documented_ground_truth(helen_test_dir, tmp_path):
         return (p[30, 0] - (p[0, 0] + p[16, 0]) / 2) / np.ptp(p[:, 0])
     assert nose_offset(turned[1]) > nose_offset(turned[0]) + 0.15 > nose_offset(turned[3]) + 0.3
 
-    # app.turn_report reads eval300vw's per-clip records of such clips: predictions one
+    # app.eval.turn_report reads eval300vw's per-clip records of such clips: predictions one
     # hundredth of the landmark box off give a box-normalised NME of exactly 1%, a miss a failure
-    from app.turn_report import frames_of
+    from app.eval.turn_report import frames_of
 
     gt = np.stack(turned)
     box = np.sqrt(np.prod(np.ptp(gt, axis=1), axis=1))

@@ -334,7 +334,7 @@ def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch, cap
 
     import shutil
 
-    from models.train import main as train_main
+    from models.tools.train import main as train_main
 
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -352,7 +352,7 @@ def test_weight_ema_is_validated_resumed_and_exported(tmp_path, monkeypatch, cap
 
 
 def test_model_card_counts_every_run_of_a_continuation_chain(tmp_path, monkeypatch):
-    from models.export import training_text
+    from models.tools.export import training_text
 
     monkeypatch.setenv("FACETRACK_TRAIN_DIR", str(tmp_path))
     chain = {"a": ("", [3600.0, 3600.0]), "b": ("a", [1800.0]), "c": ("b", [900.0, 900.0, 900.0])}
@@ -370,7 +370,7 @@ def test_model_card_counts_every_run_of_a_continuation_chain(tmp_path, monkeypat
 
 
 def test_in_graph_dark_decoder_matches_host_decode():
-    from models.export import _in_graph_decoder
+    from models.tools.export import _in_graph_decoder
     from models.heatmap_decode import decode_heatmaps
 
     task = HeatmapTask(sigma=1.5)
@@ -386,7 +386,7 @@ def test_in_graph_dark_decoder_matches_host_decode():
 def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch):
     import onnxruntime as ort
 
-    from models.export import main as export_main
+    from models.tools.export import main as export_main
     from models.manifest import load_manifest, template_version
     from models.training.loop import TrainConfig, train
 
@@ -406,7 +406,7 @@ def test_export_writes_onnx_and_manifest_that_match_torch(tmp_path, monkeypatch)
     out = session.run(None, {"input": np.zeros((3, 3, 192, 192), np.float32)})[0]  # dynamic batch
     assert out.shape == (3, 68, 48, 48)
     # the INT8 step export runs by default, kept small here: one method, 16 calibration crops
-    from models.quantize import quantize_network
+    from models.tools.quantize import quantize_network
 
     quantize_network(tmp_path / "assets" / "mnv2_sdd.json", methods=("minmax",), count=16)
     int8 = load_manifest(tmp_path / "assets" / "mnv2_sdd.json").int8
@@ -453,7 +453,7 @@ def test_evaluate_folder_runs_the_runtime_path(tmp_path):
 
 
 def test_bf16_autocast_is_on_by_default_only_where_the_cpu_runs_it_natively():
-    from models.train import parse_args
+    from models.tools.train import parse_args
     from models.training.loop import native_bf16
 
     assert isinstance(native_bf16(), bool)
@@ -462,7 +462,7 @@ def test_bf16_autocast_is_on_by_default_only_where_the_cpu_runs_it_natively():
 
 
 def test_the_model_card_states_the_training_data_options():
-    from models.export import training_data_text, validation_text
+    from models.tools.export import training_data_text, validation_text
 
     plain = {"val_fraction": 0.05, "split_seed": 0}
     assert "views" not in training_data_text(plain) and "teacher" not in training_data_text(plain)
@@ -480,7 +480,7 @@ def test_mnv2_sdd_fine_tunes_from_its_shipped_file_exactly():
     """--init-onnx for the heatmap network: folded convolutions by position, the unfolded head
     (transposed convolutions with their batch norms, the final convolution) by name."""
     from models.datasets import PROJECT_ROOT
-    from models.export import ort_session, sample_crops
+    from models.tools.export import ort_session, sample_crops
     from models.training.onnx_init import FrozenBatchNorm2d
     from models.training.tasks import task_from_config
 

@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from app import exit_codes
-from app.argtypes import non_negative_int, positive_int
+from app.cli import exit_codes
+from app.cli.argtypes import non_negative_int, positive_int
 from app.output_paths import check_output_folder
 from app.batch.plan import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP
-from app.pipeline_args import add_pipeline_arguments
+from app.cli.pipeline_args import add_pipeline_arguments
 
 MISSING_EXTRA = "python -m app batch needs ray and pyarrow: pip install -e '.[batch]' ({error})"
 

@@ -21,7 +21,7 @@ from app.batch.parts import ChunkState, InputParts
 from app.batch.probe import open_input
 from app.batch.rows import ChunkRows
 from app.batch.schema import FrameRecord, parquet_schema
-from app.pipeline_args import add_pipeline_arguments, pipeline_from_args
+from app.cli.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from models.datasets import data_root
 
 

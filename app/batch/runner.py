@@ -32,7 +32,7 @@ from app.batch.progress import Progress
 from app.batch.schema import parquet_schema
 from app.batch.stitch import Stitcher
 from app.batch.worker import ChunkResult, ChunkWorker
-from app.pipeline_args import pipeline_from_args
+from app.cli.pipeline_args import pipeline_from_args
 from app.sources.video import lost_frames_message
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

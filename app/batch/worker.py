@@ -22,7 +22,7 @@ from app.batch.plan import Chunk
 from app.batch.probe import InputInfo, open_input, probe_input
 from app.batch.rows import ChunkRows, FaceBoxes
 from app.batch.schema import FrameRecord
-from app.pipeline_args import pipeline_from_args
+from app.cli.pipeline_args import pipeline_from_args
 from app.sources import SourceError, TruncatedVideoError
 from engines.ort import THREADS_ENV
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.argtypes import non_negative_int, positive_float, positive_int
+from app.cli.argtypes import non_negative_int, positive_float, positive_int
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -8,7 +8,7 @@ Runs the real window offscreen (or on the display when one is set) and writes
   readout on, the face geometry panel filled;
 * ``recording.png``: the same while recording (indicator and elapsed time);
 * ``clip_300vw.png``: a 300-VW style clip (made here from a HELEN test still with
-  ``app.synth_clips``) with ground truth, running NME and the per-frame error plot.
+  ``app.synth.clips``) with ground truth, running NME and the per-frame error plot.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class Shooter:
 
 def make_demo_clip(folder: Path, frames: int) -> Path:
     """One 300-VW style clip with exact ground truth, from a HELEN test still."""
-    from app.synth_clips import SynthSettings, make_clips
+    from app.synth.clips import SynthSettings, make_clips
     from models.datasets import TEST_SET, data_root
 
     return make_clips(data_root() / TEST_SET, folder, count=1, settings=SynthSettings(frames=frames), seed=3,

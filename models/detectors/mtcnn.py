@@ -1,5 +1,5 @@
 """MTCNN (Zhang et al. 2016) from the ONNX files in ``assets/mtcnn`` (converted by
-``models.detectors.make_mtcnn`` from facenet-pytorch's weights, MIT), run through the engines layer.
+``models.tools.make_mtcnn`` from facenet-pytorch's weights, MIT), run through the engines layer.
 
 Three cascaded networks: PNet slides over an image pyramid (every face from ``min_face_size``
 pixels up), RNet and ONet re-score and refine the surviving boxes on 24 and 48 px crops,
@@ -121,7 +121,7 @@ class MtcnnDetector(FaceDetector):
                 path = self.model_dir / f"{net}.onnx"
                 if not path.is_file():
                     raise ModelFileError(
-                        f"MTCNN network file not found: {path} (make it with python -m models.detectors.make_mtcnn)"
+                        f"MTCNN network file not found: {path} (make it with python -m models.tools.make_mtcnn)"
                     )
                 self._runners[net] = open_runner(path, backend=backend, threads=threads)
         except Exception:

@@ -98,7 +98,7 @@ def load_keypoint_error(path: Path = DETECTOR_ERROR_FILE, detector: str | None =
     """Read the measured detector error if the file exists, else the documented default.
 
     Layouts: ``{"detectors": {NAME: {"slots": {SLOT: {"mean": [x, y], "std": [x, y]}}}}}``
-    (written by ``models.detectors.measure``), ``{NAME: {"mean", "std"}}`` or a top-level
+    (written by ``models.tools.measure_detectors``), ``{NAME: {"mean", "std"}}`` or a top-level
     ``{"mean", "std"}``. ``detector`` picks one (falling back to the first); ``"max"`` takes,
     per slot, the mean of the detectors' means and the largest std.
     """

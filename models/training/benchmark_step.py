@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--model", default="mnv2_sdd", help="any network models.train trains")
+    p.add_argument("--model", default="mnv2_sdd", help="any network models.tools.train trains")
     p.add_argument("--loss", default=None, help="the task's loss (default: the task's own)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=INT",
                    help="a task option, e.g. --option output_size=64 --option head_channels=128 (sgfa)")

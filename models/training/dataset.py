@@ -6,7 +6,7 @@ with ``val_identity_fraction`` > 0, every frame of a fixed-seed share of the ytf
 people the network has not seen); helen_test is never used here. An epoch draws every kept 300-W image ``w300_repeat``
 times plus a random ``ytf_fraction`` of the (low-resolution, integer-labelled) ytf68
 frames, plus (``large_pose_fraction`` > 0) that share of the epoch again in large-pose views
-(``models.training.profiling``), drawn from the views of training images only (never of a
+(``models.training.pose_views``), drawn from the views of training images only (never of a
 validation image). With ``label_offset_x`` flipped samples keep the labels' horizontal offset
 from the feature (``models.training.label_offset``); with ``ytf68_teacher`` training samples of
 ytf68 take the teacher's points instead of the labels (``models.training.teacher``), and with
@@ -95,7 +95,7 @@ class TrainingData:
         return (weight * points + (1.0 - weight) * labels).astype(np.float32)
 
     def _add_views(self) -> None:
-        from models.training.profiling import load_views
+        from models.training.pose_views import load_views
 
         views = load_views(*cache_geometry(self.crop_size))
         held_out = {f"{self.sets[s].name}/{self.sets[s].sources[i]}" for s, i in self.refs[self.val_ids]}

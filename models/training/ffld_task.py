@@ -23,7 +23,7 @@ draws use torch's global generator, which the checkpoints save, so resuming stay
 
 Schedule (the paper's): the baseline first (``refine=False``: S0 alone, its own run), then the
 full model (``refine=True``) starting from the baseline run's weights (``init_run``) with a new
-learning-rate schedule; ``models.train --model r18_ffld`` chains the two runs in one command.
+learning-rate schedule; ``models.tools.train --model r18_ffld`` chains the two runs in one command.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ crop (``offset_x`` image pixels along the source image's x axis, through the sou
 matrix) and ``A`` the linear part of the sample's warp (flip included): the flipped labels then
 sit ``+offset_x`` along the mirrored image's x axis, as unflipped ones do along theirs, and the
 network learns the labels' convention instead of averaging it away. ``offset_x`` comes from
-training sources only (``models.train --label-offset-x``; HELEN test is never used).
+training sources only (``models.tools.train --label-offset-x``; HELEN test is never used).
 
 Large-pose views use the vector of the image they were rendered from (the same image pixels,
 re-warped). Export records the offset in the manifest (``label_offset_x``), so the run-time flip

@@ -55,7 +55,7 @@ class TrainConfig:
     w300_repeat: int = 2
     ytf_fraction: float = 0.5
     val_identity_fraction: float = 0.0  # > 0: also hold out this share of the ytf68 people for validation
-    large_pose_fraction: float = 0.0  # share of each epoch added as large-pose views (models.training.profiling)
+    large_pose_fraction: float = 0.0  # share of each epoch added as large-pose views (models.training.pose_views)
     ema_decay: float = 0.0  # > 0: an exponential moving average of the weights, validated and exported
     label_offset_x: float = 0.0  # image px the labels sit right of the feature; flips keep it (label_offset.py)
     ytf68_teacher: bool = False  # train on the teacher's points for ytf68 (teacher.py); validation keeps labels

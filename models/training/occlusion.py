@@ -8,7 +8,7 @@ a random landmark. Fill: a patch of another training crop (``donor``: skin, hair
 textures, as a hand or another face would bring), a flat colour, or noise. Edges are softened
 by a small blur so that the network cannot find the occluder by its outline alone.
 
-Unlike the occluded test set (``app/synth_occlusions.py``: sunglasses, microphones, hands,
+Unlike the occluded test set (``app/synth/occlusions.py``: sunglasses, microphones, hands,
 textured polygons and blurred blobs on HELEN test), these occluders come from the training data
 alone and from a different generator, so the test set still measures generalisation.
 ``SGFATask.make_targets`` gives hidden points a zero score target: the score map learns to say

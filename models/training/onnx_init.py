@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 START_CARD = "start_card.json"  # in a run folder: the name, digest and card of the file a fine-tune started from
-_ONNX_PREFIX = "net."  # models.export wraps r18_ffld and sgfa as ``net`` (output split); mnv2_sdd is bare
+_ONNX_PREFIX = "net."  # models.tools.export wraps r18_ffld and sgfa as ``net`` (output split); mnv2_sdd is bare
 
 
 def _network_key(name: str) -> str:

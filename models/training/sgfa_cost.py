@@ -16,7 +16,7 @@ def main(argv=None) -> None:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    from models.export import benchmark, ort_session
+    from models.tools.export import benchmark, ort_session
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--threads", type=int, default=1)

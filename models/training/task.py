@@ -1,7 +1,7 @@
 """What the training loop, evaluation and export need from a network: the ``Task`` interface.
 
 A task holds what is specific to one network (input size, normalisation, targets, loss,
-decoding); the generic loop (``loop.py``) and ``models.export`` talk only to this interface.
+decoding); the generic loop (``loop.py``) and ``models.tools.export`` talk only to this interface.
 Implementations: ``heatmap_task.HeatmapTask`` (MobileNetV2-SDD), ``ffld_task.FFLDTask``
 (ResNet18-FFLD) and ``sgfa_task.SGFATask`` (SGFA); ``tasks`` picks one by name or from a run's recorded configuration.
 """

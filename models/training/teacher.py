@@ -1,7 +1,7 @@
 """Teacher labels: the flip-averaged ensemble of the shipped networks on every cached training image.
 
 Issue 12 asks whether relabelling ytf68 (integer-rounded labels on small faces) with a teacher
-helps (``models.train --ytf68-teacher``), and whether training on a blend of the teacher's points
+helps (``models.tools.train --ytf68-teacher``), and whether training on a blend of the teacher's points
 and the labels does (distillation, ``--distill W``, every set including the large-pose views).
 The teacher sees each image as the run time would from its ground-truth keypoints
 (``models.align.align_from_landmarks`` on the canonical crop, each network at its own input

@@ -1,0 +1,1 @@
+"""Evaluation: accuracy on stills, occluded faces, 300-VW style clips, head pose and blinks; reports and plots."""

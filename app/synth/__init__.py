@@ -1,0 +1,1 @@
+"""Synthetic test data: 300-VW style clips and occluded faces with exact ground truth."""

@@ -1,9 +1,9 @@
-"""Model and detector loading for the worker thread: on a loader thread, while the current ones
+"""What the worker can load (models, back-ends and cameras present) and the loading itself, for the worker thread: on a loader thread, while the current ones
 keep running, swapped in between two frames, cached per (name, back-end), with fall-backs.
 
 ``ModelLoading`` is a part of ``app.gui.worker.TrackingWorker`` (a mixin): it uses the worker's
 signals (``model_loading``, ``model_ready``, ``model_failed``, ``detector_ready``,
-``detector_failed``, ``message``, ``model_progress``) and its state (``_loader``, ``_cache``,
+``detector_failed``, ``message``, ``model_progress``, ``environment_ready``) and its state (``_loader``, ``_cache``,
 ``_model_load``, ``_detector_load``, ``_wanted_model``, ``_model_key``, ``_detector``,
 ``_session``, ...), all touched by the worker thread only.
 """
@@ -14,7 +14,7 @@ import time
 from concurrent.futures import Future
 
 from app.gui.model_cache import cache_key
-from app.gui.values import ModelInfo
+from app.gui.values import Environment, ModelInfo
 from app.pipeline import DEFAULT_DETECTOR
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,29 @@ class Load:
 
 class ModelLoading:
     """The worker's model and detector loads (see the module docstring)."""
+
+    def _probe_environment(self) -> None:
+        """Models, back-ends and cameras present. Imports mediapipe / onnxruntime: done here, not in the GUI."""
+        import engines
+        from app.sources import list_cameras
+        from models.registry import available_models
+
+        try:
+            self._available = tuple(available_models(self.assets_dir))
+        except Exception as error:
+            self._available = ()
+            self.message.emit("error", f"Could not list the landmark models: {error}")
+        try:
+            backends = {backend.value: reason for backend, reason in engines.backend_availability().items()}
+        except Exception as error:
+            backends = {}
+            self.message.emit("error", f"Could not check the inference back-ends: {error}")
+        try:
+            cameras = tuple(camera.index for camera in list_cameras())
+        except Exception as error:
+            cameras = ()
+            self.message.emit("warning", f"Could not list the cameras: {error}")
+        self.environment_ready.emit(Environment(self._available, backends, cameras))
 
     def _start_detector_load(self, name: str, model_file: str) -> None:
         from models.detectors import create_detector

@@ -36,7 +36,6 @@ from app.gui.loading import Load, ModelLoading, close_late_load
 from app.gui.model_cache import ModelCache
 from app.gui.values import (
     ClipAccuracy,
-    Environment,
     FramePacket,
     RecordingInfo,
     SourceInfo,
@@ -305,29 +304,6 @@ class TrackingWorker(ModelLoading, QThread):
                 raise TypeError(f"unknown worker request {request!r}")
 
     # -- environment ----------------------------------------------------------
-    def _probe_environment(self) -> None:
-        """Models, back-ends and cameras present. Imports mediapipe / onnxruntime: done here, not in the GUI."""
-        import engines
-        from app.sources import list_cameras
-        from models.registry import available_models
-
-        try:
-            self._available = tuple(available_models(self.assets_dir))
-        except Exception as error:
-            self._available = ()
-            self.message.emit("error", f"Could not list the landmark models: {error}")
-        try:
-            backends = {backend.value: reason for backend, reason in engines.backend_availability().items()}
-        except Exception as error:
-            backends = {}
-            self.message.emit("error", f"Could not check the inference back-ends: {error}")
-        try:
-            cameras = tuple(camera.index for camera in list_cameras())
-        except Exception as error:
-            cameras = ()
-            self.message.emit("warning", f"Could not list the cameras: {error}")
-        self.environment_ready.emit(Environment(self._available, backends, cameras))
-
     # -- sources --------------------------------------------------------------
     def _open(self, spec: SourceSpec, play: bool) -> None:
         try:

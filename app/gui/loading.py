@@ -1,5 +1,5 @@
-"""What the worker can load (models, back-ends and cameras present) and the loading itself, for the worker thread: on a loader thread, while the current ones
-keep running, swapped in between two frames, cached per (name, back-end), with fall-backs.
+"""What the worker can load (models, back-ends and cameras present) and the loading itself:
+on a loader thread, while the current ones keep running, swapped in between two frames, cached per (name, back-end), with fall-backs.
 
 ``ModelLoading`` is a part of ``app.gui.worker.TrackingWorker`` (a mixin): it uses the worker's
 signals (``model_loading``, ``model_ready``, ``model_failed``, ``detector_ready``,

@@ -187,3 +187,16 @@ def test_turning_clip_has_the_documented_ground_truth(helen_test_dir, tmp_path):
     assert np.allclose(yaw, np.abs(np.array(meta["per_frame"]["yaw"])))
     assert missed.tolist() == [False, False, False, True, False]
     assert np.allclose(e68[~missed], 0.01) and np.allclose(e51[~missed], 0.01)
+
+
+def test_turning_clips_without_mediapipe_say_how_to_get_it(tmp_path):
+    """The core install has no mediapipe: `synth-clips --motion turn` names the extra, exit 2."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.modules['mediapipe'] = None\nfrom app.cli import main\n"
+            f"sys.exit(main(['synth-clips', '--motion', 'turn', '--count', '1', '--out', {str(tmp_path / 't')!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "pip install -e '.[peers]'" in done.stdout and "Traceback" not in done.stderr
+    assert not (tmp_path / "t").exists()

@@ -344,6 +344,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sheet", dest="sheet", action="store_false", help="skip the contact sheet")
 
 
+def _mediapipe_installed() -> bool:
+    try:
+        import mediapipe  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     source = args.source_dir or data_root() / TEST_SET
     turning = getattr(args, "motion", "camera") == "turn"
@@ -352,6 +360,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if turning and not 0 < args.turn_yaw <= 90:
         print(f"synth-clips: --turn-yaw must be in (0, 90] degrees, got {args.turn_yaw}")
+        return 2
+    if turning and not _mediapipe_installed():
+        print("synth-clips: --motion turn fits each still with MediaPipe Face Mesh, which is not installed; "
+              "install it with: pip install -e '.[peers]'")
         return 2
     out = args.out or DEFAULT_OUT / ("turn" if turning else "static" if args.static else "moving")
     settings = SynthSettings(frames=args.frames, static=args.static)

@@ -210,7 +210,7 @@ def test_shipped_sgfa_says_which_points_are_hidden_and_repairs_them(occluded_hel
     """Real occluded HELEN test crops through the registry: the score maps rank hidden points
     below seen ones, the threshold calls most hidden points hidden and few seen ones, and the
     repair brings the hidden points closer (bounds a little under the full set's figures,
-    docs/RESULTS.md "SGFA shipped 2026-12-07")."""
+    docs/RESULTS.md "SGFA re-shipped 2026-12-07")."""
     from app.eval.occlusion_eval import evaluate_occlusions
     from models.registry import available_models, load_landmark_model
 

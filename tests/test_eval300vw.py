@@ -260,3 +260,15 @@ def test_the_window_scores_a_frame_as_eval300vw_does(synth_root, tmp_path, pipel
             window[source.frame_number(frame.index)] = best_match_nme(faces, frame.ground_truth)
     assert len(scored) >= 10
     assert all(window[n] == pytest.approx(e, abs=1e-6) for n, e in scored.items())
+
+
+def test_every_clip_unreadable_is_an_error_exit(tmp_path):
+    """A root whose only clip cannot be read: exit 2 (the README's "unreadable input"), not 1."""
+    from app.cli import main
+
+    clip = tmp_path / "root" / "001"
+    (clip / "annot").mkdir(parents=True)
+    (clip / "vid.avi").write_bytes(b"not a video")
+    (clip / "annot" / "000001.pts").write_text("version: 1\nn_points: 68\n{\n" + "1 1\n" * 68 + "}\n")
+    assert main(["eval300vw", str(tmp_path / "root"), "--model", "r18_ffld", "--no-progress",
+                 "--out", str(tmp_path / "out")]) == 2

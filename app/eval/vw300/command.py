@@ -81,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
                 print(f"warning: {c.clip}: ... and {len(c.problems) - 3} more", file=sys.stderr)
     print(f"report: {report.report_path}")
     if report.clips and len(failed) == len(report.clips):
-        return 1
+        return exit_codes.ERROR  # no clip could be read: the input is unreadable
     return exit_codes.INPUT_PROBLEMS if failed or troubled else exit_codes.OK

@@ -3,7 +3,9 @@
 Existing files are compared by identity (``os.path.samefile``: device and inode, so symlinks and
 hard links match); paths not yet written by ``normcase(realpath)``, case-folded where the folder
 lives on a case-insensitive file system. A refusal (``OutputCollision``, a ``ValueError``, so
-the CLI exits 2) names both paths and comes before anything is opened.
+the CLI exits 2) names both paths and comes before anything is opened. Commands that write
+many files list them all (``check_outputs`` takes (option, path) pairs); a folder a command
+removes and writes again must not hold an input (``check_replaced_folders``).
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ def _input_files(inputs: Iterable[str | os.PathLike]) -> list[str]:
     """The existing input files: each file given, and every file in a folder given."""
     files = []
     for item in inputs:
+        if item is None:  # an optional input not given
+            continue
         item = os.fspath(item)
         if os.path.isdir(item):
             for root, _dirs, names in os.walk(item):
@@ -55,34 +59,81 @@ def _input_files(inputs: Iterable[str | os.PathLike]) -> list[str]:
     return files
 
 
-def check_outputs(inputs: Iterable[str | os.PathLike], outputs: Mapping[str, str | os.PathLike | None]) -> None:
+def check_outputs(inputs: Iterable[str | os.PathLike],
+                  outputs: Mapping[str, str | os.PathLike | None] | Iterable[tuple[str, str | os.PathLike | None]],
+                  ) -> None:
     """Refuse (``OutputCollision``) an output that is an existing folder, an input file (or a file
     inside an input folder), or the same file as another output. ``outputs`` maps an option name
-    (``--out``) to its path; ``None`` entries are ignored."""
-    named = [(option, os.fspath(path)) for option, path in outputs.items() if path is not None]
+    (``--out``) to its path, as a mapping or as (option, path) pairs when one option writes several
+    files; ``None`` paths are ignored."""
+    pairs = outputs.items() if isinstance(outputs, Mapping) else outputs
+    named = [(option, os.fspath(path)) for option, path in pairs if path is not None]
     for option, path in named:
         if os.path.isdir(path):
             raise OutputCollision(f"{option} {path} is an existing folder, not a file to write")
-    files = _input_files(inputs)
-    for option, path in named:
-        for source in files:
-            if same_file(path, source):
-                raise OutputCollision(f"{option} {path} is the input {source}: refusing to overwrite it")
-    for i, (option, path) in enumerate(named):
-        for other_option, other in named[i + 1:]:
-            if same_file(path, other):
-                raise OutputCollision(f"{option} {path} and {other_option} {other} are the same file: "
-                                      "give each output its own path")
+    # Keys instead of pairwise ``same_file`` calls (a command may write thousands of files): an
+    # existing file by device and inode, a path not yet written by ``path_key``.
+    keys = [_identity(path) for _option, path in named]
+    sources = {}
+    if any(key[0] == "file" for key in keys):  # an output not yet written cannot be an input
+        for source in _input_files(inputs):
+            sources.setdefault(_identity(source), source)
+    for (option, path), key in zip(named, keys):
+        if key in sources:
+            raise OutputCollision(f"{option} {path} is the input {sources[key]}: refusing to overwrite it")
+    first: dict[tuple, tuple[str, str]] = {}
+    for (option, path), key in zip(named, keys):
+        if key in first:
+            other_option, other = first[key]
+            raise OutputCollision(f"{other_option} {other} and {option} {path} are the same file: "
+                                  "give each output its own path")
+        first[key] = (option, path)
+
+
+def _identity(path: str) -> tuple:
+    """What ``same_file`` compares: (device, inode) of an existing file, else the ``path_key``."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return ("path", path_key(path))
+    return ("file", status.st_dev, status.st_ino)
 
 
 def check_output_folder(inputs: Iterable[str | os.PathLike], folder: str | os.PathLike, option: str = "--out") -> None:
     """Refuse an output folder that is an existing file, or an input file."""
     folder = os.fspath(folder)
+    if not os.path.exists(folder) or os.path.isdir(folder):
+        return  # a folder not yet made, or one already there: neither is an input file
     for source in _input_files(inputs):
         if same_file(folder, source):
             raise OutputCollision(f"{option} {folder} is the input {source}: refusing to overwrite it")
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise OutputCollision(f"{option} {folder} is an existing file, not a folder")
+    raise OutputCollision(f"{option} {folder} is an existing file, not a folder")
 
 
-__all__ = ["OutputCollision", "check_output_folder", "check_outputs", "path_key", "same_file"]
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (both resolved, case as the file system has it)."""
+    path, folder = path_key(path), path_key(folder)
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def check_replaced_folders(inputs: Iterable[str | os.PathLike], folders: Iterable[tuple[str, str | os.PathLike]]) -> None:
+    """Refuse a folder a command removes and writes again (``option``, path) that is, or holds, an
+    input (a file or folder given, or one inside a folder given), or that is an existing file."""
+    inputs = [os.fspath(item) for item in inputs if item is not None and os.path.exists(item)]
+    for option, folder in folders:
+        folder = os.fspath(folder)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise OutputCollision(f"{option} {folder} is an existing file, not a folder")
+        if not os.path.isdir(folder):
+            continue
+        for source in inputs:
+            if _inside(source, folder):
+                raise OutputCollision(f"{option} {folder} would be replaced and it holds the input {source}: "
+                                      "refusing to remove it")
+
+
+__all__ = ["OutputCollision", "check_output_folder", "check_outputs", "check_replaced_folders", "path_key",
+           "same_file"]

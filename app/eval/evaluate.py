@@ -45,6 +45,7 @@ from app.cli import exit_codes
 from app.cli.argtypes import positive_float, positive_int
 from app.cli.pipeline_args import add_precision_argument
 from app.eval.plots import plot_ced
+from app.output_paths import check_output_folder, check_outputs
 from models.landmarks68 import INNER_51
 from models.metrics import DEFAULT_THRESHOLD, MISS, NORMALISER_NAMES, NORMALISERS, auc, failure_rate, mean_nme, nme
 from models.detectors import DEFAULT_DETECTOR, FaceDetector
@@ -395,6 +396,9 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         print("error: --model names no landmark model", file=sys.stderr)
         return 2
+    inputs = [folder, args.detector_model]
+    check_output_folder(inputs, args.out)  # before anything is loaded or written
+    check_outputs(inputs, [("--out", path) for path in output_paths(args.out, folder, args.mode, args.norm, args.points)])
 
     def message(text: str) -> None:
         print(text, file=sys.stderr)

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.geometry.face import FaceGeometryTracker, GeometryOptions
 from app.geometry.pose import PoseOptions, PoseSolver, camera_matrix, rotation_from_angles
+from app.output_paths import OutputCollision, check_outputs
 from app.smoothing import OneEuroParams
 from app.sources.base import DEFAULT_FPS
 from app.types import BlinkEvent, FaceGeometry
@@ -404,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "roll":
         result = synth_roll(args.folder, args.model, args.limit)
     elif args.command == "plot":
+        try:
+            check_outputs([args.clip], {"--out": args.out})  # before anything is written
+        except OutputCollision as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         result = plot_pose_track(args.clip, args.out, args.model)
     elif args.command == "blinks":
         result = evaluate_blinks(args.model)

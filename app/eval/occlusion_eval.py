@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from app.cli.argtypes import non_negative_float, positive_int
+from app.output_paths import check_output_folder, check_outputs
 from engines.files import atomic_write
 from models.metrics import nme
 
@@ -166,9 +167,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.datasets import resolve_dataset
     from models.registry import load_landmark_model
 
     names = [n.strip() for n in args.model.split(",") if n.strip()]
+    summary_path = Path(args.out) / f"{Path(args.dataset).name}_occlusions.json"
+    inputs = [resolve_dataset(args.dataset), args.assets]
+    check_output_folder(inputs, args.out)  # before anything is loaded or written
+    check_outputs(inputs, {"--out": summary_path})
     models = []
     try:
         for name in names:
@@ -180,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
             model.close()
     for s in summaries:
         print(s.line())
-    path = atomic_write(Path(args.out) / f"{Path(args.dataset).name}_occlusions.json",
-                        json.dumps([asdict(s) for s in summaries], indent=1))
+    path = atomic_write(summary_path, json.dumps([asdict(s) for s in summaries], indent=1))
     print(f"summary: {path}")
     return 0

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from app.cli.argtypes import positive_int
+from app.output_paths import OutputCollision, check_outputs
 from app.overlay import draw_landmarks
 
 TILE = 256
@@ -86,6 +87,11 @@ def main(argv=None) -> int:
     p.add_argument("--start", type=int, default=0, help="index of the first face")
     p.add_argument("--out", type=Path, required=True, help="image file to write (.png or .jpg)")
     args = p.parse_args(argv)
+    try:
+        check_outputs([args.dataset], {"--out": args.out})  # before anything is loaded or written
+    except OutputCollision as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     models = [load_landmark_model(n.strip(), backend="ort-cpu") for n in args.models.split(",") if n.strip()]
     try:
         sheet = make_sheet(models, args.dataset, args.count, args.start)

@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from app.cli.argtypes import int_at_least, non_negative_int, positive_int
+from app.output_paths import check_output_folder, check_outputs, check_replaced_folders
 from engines.base import BackendUnavailable
 from engines.files import atomic_write
 from models.datasets import TEST_SET, data_root, list_annotated
@@ -368,6 +369,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or DEFAULT_OUT / ("turn" if turning else "static" if args.static else "moving")
     settings = SynthSettings(frames=args.frames, static=args.static)
     turn = TurnSettings(yaw_deg=args.turn_yaw) if turning else None
+    # Before anything is written: each clip folder is removed and written again, the sheet replaced.
+    check_output_folder([source], out)
+    check_replaced_folders([source], [("--out", out / clip_name(i, args.static, turning)) for i in range(args.count)])
+    check_outputs([source], {"--out": out / "contact_sheet.jpg" if args.sheet else None})
     start = time.perf_counter()
     try:
         folders = make_clips(source, out, args.count, settings, seed=args.seed, overwrite=args.overwrite, turn=turn)

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from app.cli.argtypes import non_negative_int, positive_int
+from app.output_paths import check_output_folder, check_outputs
 from engines.files import atomic_write
 from models.datasets import PROJECT_ROOT, TEST_SET, list_annotated, resolve_dataset
 from models.landmarks68 import OUTER_EYE_CORNERS
@@ -264,7 +265,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sheet", action="store_true", help="also write OUT/sheet.jpg (20 samples)")
 
 
+def check_planned_outputs(out: Path, limit: int | None, source: str, sheet: bool) -> None:
+    """Refuse (``OutputCollision``, exit 2) before anything is written when a file the set would
+    have (``NAME.jpg``, ``NAME.pts``, the visibility file, the sheet) is a source or texture image or
+    annotation, or ``out`` is an existing file."""
+    inputs = [resolve_dataset(source)]
+    for name in TEXTURE_SETS:
+        try:
+            inputs.append(resolve_dataset(name))
+        except FileNotFoundError:
+            pass  # reported by Textures when the set is made
+    check_output_folder(inputs, out)
+    planned = []
+    for item in list_annotated(inputs[0])[:limit]:
+        planned += [out / f"{item.image_path.stem}.jpg", out / f"{item.image_path.stem}.pts"]
+    planned += [out / VISIBILITY_FILE] + ([out / "sheet.jpg"] if sheet else [])
+    check_outputs(inputs, [("--out", path) for path in planned])
+
+
 def run(args: argparse.Namespace) -> int:
+    check_planned_outputs(args.out, args.limit, args.source, args.sheet)
     record = make_set(args.out, args.seed, args.limit, args.source)
     faces = record["faces"].values()
     hidden = [len(f["hidden"]) for f in faces]

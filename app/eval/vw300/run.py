@@ -14,7 +14,22 @@ from app.eval.vw300.resume import load_clip, save_clip, write_csv
 from app.eval.vw300.score import build_eval_pipeline, evaluate_clip
 from app.eval.plots import plot_ced
 from app.eval.vw_splits import OTHER, TEST_CATEGORIES
+from app.output_paths import check_output_folder, check_outputs
 from engines.files import atomic_write
+
+REPORT_FILES = ("frames.csv", "clips.csv", "categories.csv", "run.json", "report.md")
+
+
+def check_planned_outputs(out: Path, inputs: Sequence, clip_ids: Sequence[str]) -> None:
+    """Refuse (``OutputCollision``, exit 2) before anything is written when a file this run would
+    write (``REPORT_FILES``, the CED plots, ``clips/ID.*``) is an input or ``out`` is an input file."""
+    check_output_folder(inputs, out)
+    check_output_folder(inputs, out / "clips")
+    planned = [out / name for name in REPORT_FILES]
+    planned += [out / f"ced_{category}.png" for category in ("train", *TEST_CATEGORIES, OTHER, OVERALL)]
+    planned += [out / "clips" / f"{clip}{suffix}" for clip in clip_ids for suffix in (".csv", ".npz", ".json")]
+    check_outputs(inputs, [("--out", path) for path in planned])
+
 
 def evaluate(
     root: str | Path,
@@ -41,11 +56,12 @@ def evaluate(
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else default_out_dir(root, config)
     clip_dir = out / "clips"
-    clip_dir.mkdir(parents=True, exist_ok=True)
     selected, missing = select_clips(find_clips(root), clips, category)
     if not selected:
         absent = f" (missing: {', '.join(missing)})" if missing else ""
         raise FileNotFoundError(f"no clips to evaluate in {root}{absent}")
+    check_planned_outputs(out, [root, unreliable_file, config.detector_model], [c.name for c in selected])
+    clip_dir.mkdir(parents=True, exist_ok=True)
     unreliable = read_unreliable(Path(unreliable_file) if unreliable_file else None)
     results: list[ClipResult] = []
     rows_by_clip: dict[str, list[dict]] = {}

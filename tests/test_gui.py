@@ -525,6 +525,45 @@ def test_recording_into_an_unusable_folder_is_reported_and_playback_goes_on(qtbo
     assert recorder.indices == list(range(len(recorder.packets)))
 
 
+def test_a_recording_never_overwrites_the_video_playing_or_an_earlier_recording(qtbot, make_window, talking_clip,
+                                                                                tmp_path):
+    import hashlib
+    import shutil
+    from datetime import datetime, timedelta
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    playing = folder / "playing.mp4"
+    shutil.copyfile(talking_clip, playing)
+    # Every name the next minutes would give is taken: the video (hard links to the one playing) and
+    # the CSV (an earlier recording's).
+    start = datetime.now()
+    for second in range(-2, 400):
+        stem = f"facetrack_{start + timedelta(seconds=second):%Y%m%d_%H%M%S}"
+        os.link(playing, folder / f"{stem}.avi")
+        (folder / f"{stem}.csv").write_text("frame\n")
+
+    def state():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+    before = state()
+    window = make_window(max_speed=True)
+    recorder = Recorder(window)
+    window.open_video(folder / f"facetrack_{start:%Y%m%d_%H%M%S}.avi")
+    wait_frames(qtbot, recorder, 3)
+    window.toggle_recording()
+    qtbot.waitUntil(lambda: sum(p.recording is not None for p in recorder.packets) >= 5, timeout=PLAY_S * 1000)
+    window.toggle_recording()
+    qtbot.waitUntil(lambda: window.recording is None, timeout=10000)
+    recorded = next(p.recording for p in recorder.packets if p.recording is not None)
+    video, landmarks = Path(recorded.video), Path(recorded.landmarks)
+    assert video.name not in before and landmarks.name not in before
+    assert video.stem.endswith("_2") and landmarks.stem == video.stem
+    after = state()
+    assert {name: after[name] for name in before} == before
+    assert errors(window) == []
+
+
 def _written_frames(path) -> int:
     capture = cv2.VideoCapture(str(path))
     count = 0

@@ -7,6 +7,7 @@ dialogs, where recordings and snapshots go, and the recording controls.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -16,6 +17,7 @@ from PySide6.QtCore import QStandardPaths, Qt
 from PySide6.QtWidgets import QFileDialog
 
 from app.gui.values import RecordingInfo
+from app.output_paths import OutputCollision, check_outputs
 from app.recording import DEFAULT_VIDEO_SUFFIX
 
 VIDEO_FILTER = "Videos (*.mp4 *.m4v *.mov *.avi *.mkv *.webm *.wmv *.mpg *.mpeg *.ts *.flv *.3gp);;All files (*)"
@@ -81,16 +83,28 @@ class FileActions:
         self.worker.set_detector(name, str(path))
 
     def record_paths(self) -> tuple[Path, Path]:
+        """A video and a CSV that are not there yet: ``facetrack_<date>_<time>``, with ``_2``, ``_3``,
+        ... when a file of that second exists (an earlier recording, or the very video playing)."""
         folder = Path(self.settings.record_dir) if self.settings.record_dir else default_record_dir()
         stem = f"facetrack_{datetime.now():%Y%m%d_%H%M%S}"
-        return folder / f"{stem}{DEFAULT_VIDEO_SUFFIX}", folder / f"{stem}.csv"
+        name, number = stem, 1
+        while any(os.path.lexists(folder / f"{name}{suffix}") for suffix in (DEFAULT_VIDEO_SUFFIX, ".csv")):
+            number += 1
+            name = f"{stem}_{number}"
+        return folder / f"{name}{DEFAULT_VIDEO_SUFFIX}", folder / f"{name}.csv"
 
     def toggle_recording(self) -> None:
         if self.recording is not None:
             self.worker.stop_recording()
         else:
             video, landmarks = self.record_paths()
-            self.worker.start_recording(video, landmarks)
+            source = self.source_info.spec.path if self.source_info is not None else ""
+            try:  # the command line's check (exit 2 there): no output is the source or the other output
+                check_outputs([source] if source else [], {"recording": video, "landmarks": landmarks})
+            except OutputCollision as error:
+                self.show_message("error", f"Not recording: {error}")
+            else:
+                self.worker.start_recording(video, landmarks)
         self.record_action.setChecked(self.recording is not None)  # the worker's answer sets it
 
     def snapshot(self) -> Path:

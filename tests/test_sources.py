@@ -393,9 +393,11 @@ def absent_camera_index() -> int:
 
 
 def test_open_source_dispatch(image_folder):
-    assert isinstance(open_source(str(TALKING)), VideoFileSource)
-    assert isinstance(open_source(image_folder), ImageFolderSource)
-    assert isinstance(open_source(SAMPLE / "401"), Clip300VWSource)
+    for spec, kind in ((str(TALKING), VideoFileSource), (image_folder, ImageFolderSource),
+                       (SAMPLE / "401", Clip300VWSource)):
+        with open_source(spec) as source:
+            assert isinstance(source, kind)
+        assert source.closed
     with pytest.raises(SourceError, match="holds 300-VW clip folders \\(001, 401\\): open one of them"):
         open_source(SAMPLE)
     with pytest.raises(SourceError, match="no such file or folder"):
@@ -435,6 +437,29 @@ def test_camera_read_path_timestamps_and_unplug_error():
     times = np.array([f.timestamp for f in frames])
     assert times[0] == 0.0 and np.all(np.diff(times) >= 0)
     assert [f.index for f in frames] == list(range(215))
+
+
+def test_sources_have_no_finaliser_whoever_opens_one_closes_it():
+    """Issue 32: no ``__del__`` doing I/O at a time the garbage collector picks; a source dropped
+    unclosed stays open (its owner's bug, visible), and ``with`` closes it at a known point."""
+    import gc
+    import inspect
+
+    import app.sources as sources
+
+    classes = [c for c in vars(sources).values() if inspect.isclass(c) and issubclass(c, sources.FrameSource)]
+    assert {c.__name__ for c in classes} >= {"FrameSource", "VideoFileSource", "ImageFolderSource",
+                                             "Clip300VWSource", "CameraSource"}
+    assert [c.__name__ for c in classes for k in c.__mro__ if "__del__" in vars(k)] == []
+    source = open_source(TALKING)
+    capture = source._capture
+    del source
+    gc.collect()
+    assert capture.isOpened()  # nothing closed it behind its owner's back
+    capture.release()
+    with open_source(SAMPLE / "001") as clip:
+        frames = list(clip)
+    assert clip.closed and len(frames) == clip.frame_count
 
 
 def test_close_twice_and_read_after_close():

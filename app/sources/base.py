@@ -85,6 +85,10 @@ def read_image(path: Path, index: int, flags: int = cv2.IMREAD_COLOR) -> np.ndar
 class FrameSource(ABC):
     """Base of every source: ``read()`` the next frame (None at the end), iterate, close.
 
+    Whoever opens a source closes it (``close()``, or a ``with`` block); there is no finaliser,
+    so a device or file is never released at an unpredictable time by the garbage collector. A
+    constructor that fails releases what it had opened before raising.
+
     ``problems`` lists what was wrong with the input without stopping it (a skipped
     image, a truncated video), one message per problem naming the file; the commands
     report them after their summary.
@@ -153,10 +157,6 @@ class FrameSource(ABC):
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.read()) is not None:
             yield frame
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 class SeekableSource(FrameSource):

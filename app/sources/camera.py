@@ -139,7 +139,11 @@ class CameraSource(FrameSource):
         source.index = index
         source.requested = (None, None, None)
         source._capture = capture
-        source._start()
+        try:
+            source._start()
+        except BaseException:
+            capture.release()
+            raise
         return source
 
     def _configure(self, width, height, fps, fourcc) -> None:

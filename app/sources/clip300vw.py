@@ -114,6 +114,13 @@ class Clip300VWSource(SeekableSource):
         else:
             raise SourceError(f"300-VW clip {self.folder} has neither vid.avi nor an imgs/ folder")
 
+        try:
+            self._read_ground_truth(annot, pts_files)
+        except BaseException:
+            self.close()  # the video opened above: no finaliser closes it later
+            raise
+
+    def _read_ground_truth(self, annot: Path, pts_files: dict[int, Path]) -> None:
         self._ground_truth: dict[int, np.ndarray] = {}
         for number, path in sorted(pts_files.items()):
             try:

@@ -122,6 +122,14 @@ class VideoFileSource(SeekableSource):
         self._history_bytes = 0
         self._history_limit = history_bytes
         self._capture = self._open_capture()
+        try:
+            self._start()
+        except BaseException:
+            self._capture.release()  # no finaliser does it later
+            raise
+
+    def _start(self) -> None:
+        """Read the header and decode the first frame (the capture is open)."""
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self._fps = float(fps) if math.isfinite(fps) and 0 < fps < 1000 else None
         count = self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -136,7 +144,6 @@ class VideoFileSource(SeekableSource):
         self._time_origin = 0.0
         first = self._decode_next()
         if first is None:
-            self._capture.release()
             raise SourceError(
                 f"cannot read video {self.path}: it opened but no frame could be decoded "
                 "(unsupported codec, or the file is corrupt or truncated)"

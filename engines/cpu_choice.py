@@ -3,7 +3,7 @@
 With "auto" for both back-end and precision on a machine without a GPU back-end, a network
 runs what a short measurement found fastest among the CPU candidates its model allows: ONNX
 Runtime FP32, ONNX Runtime INT8 (only when the model's INT8 file met its accuracy bar, the
-caller's ``int8_allowed``) and OpenVINO FP32. Each candidate is opened, warmed up and timed
+caller's ``int8_allowed``), OpenVINO FP32 and OpenVINO INT8 (its NNCF IR, on the same condition). Each candidate is opened, warmed up and timed
 at batch 1 on zeros; the medians are kept per machine (CPU model, the instruction sets that
 decide the speed, runtime versions, threads) and per file digest in
 ``engine_dir()/cpu_choice.json``, like the TensorRT engine cache, so a machine measures a
@@ -85,12 +85,15 @@ def machine_key(threads: int | None) -> str:
     return f"{model} | {speed} | {os.cpu_count()} cpus | threads {threads} | {' | '.join(versions)}"
 
 
-def candidates(path: Path, int8_path: Path | None, int8_allowed: bool, openvino_available: bool) -> list[Candidate]:
+def candidates(path: Path, int8_path: Path | None, int8_allowed: bool, openvino_available: bool,
+               openvino_int8_path: Path | None = None, openvino_int8_allowed: bool = False) -> list[Candidate]:
     found = [Candidate(Backend.ORT_CPU, Precision.FP32, path)]
     if int8_path is not None and int8_allowed:
         found.append(Candidate(Backend.ORT_CPU, Precision.INT8, int8_path))
     if openvino_available:
         found.append(Candidate(Backend.OPENVINO, Precision.FP32, path))
+        if openvino_int8_path is not None and openvino_int8_allowed:
+            found.append(Candidate(Backend.OPENVINO, Precision.INT8, openvino_int8_path))
     return found
 
 

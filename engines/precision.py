@@ -1,6 +1,7 @@
 """Numeric precisions, and which back-end runs which.
 
-ONNX Runtime CPU runs the FP32 file and an INT8 (QDQ) copy of it; TensorRT builds FP16 engines
+ONNX Runtime CPU runs the FP32 file and an INT8 (QDQ) copy of it; OpenVINO runs the FP32 file
+and an INT8 IR of its own (NNCF); TensorRT builds FP16 engines
 from the FP32 file (an INT8 TensorRT path, with TensorRT's own calibration, may come later);
 ONNX Runtime CUDA runs the FP32 file. ``precision_problem`` says why a pair cannot run, for
 error messages and the window's tooltips.
@@ -23,7 +24,7 @@ SUPPORTED: dict[Backend, tuple[Precision, ...]] = {
     Backend.TENSORRT: (Precision.FP16,),
     Backend.ORT_CUDA: (Precision.FP32,),
     Backend.ORT_CPU: (Precision.FP32, Precision.INT8),
-    Backend.OPENVINO: (Precision.FP32,),  # INT8 (NNCF) files not made yet
+    Backend.OPENVINO: (Precision.FP32, Precision.INT8),
 }
 _WHY_NOT = {
     (Backend.TENSORRT, Precision.INT8): "TensorRT runs FP16 engines here; its INT8 path (TensorRT calibration) "
@@ -32,6 +33,7 @@ _WHY_NOT = {
     (Backend.ORT_CUDA, Precision.FP16): "ONNX Runtime CUDA runs the FP32 file here",
     (Backend.ORT_CUDA, Precision.INT8): "ONNX Runtime CUDA runs the FP32 file here (INT8 runs on ONNX Runtime CPU)",
     (Backend.ORT_CPU, Precision.FP16): "ONNX Runtime CPU has no fast FP16 kernels: use fp32 or int8",
+    (Backend.OPENVINO, Precision.FP16): "OpenVINO on the CPU runs fp32 or int8 here",
 }
 
 
@@ -59,8 +61,9 @@ def precision_problem(backend: Backend, precision: Precision) -> str | None:
 
 
 def default_precision(backend: Backend, int8_preferred: bool) -> Precision:
-    """What ``backend`` runs when no precision is asked for: its only one, or on ONNX Runtime CPU
-    INT8 when the model offers an INT8 file that met its accuracy bar, else FP32."""
-    if backend is Backend.ORT_CPU:
+    """What ``backend`` runs when no precision is asked for: its only one, or on a CPU back-end
+    (ONNX Runtime, OpenVINO) INT8 when the model offers that back-end an INT8 file that met its
+    accuracy bar, else FP32."""
+    if backend in (Backend.ORT_CPU, Backend.OPENVINO):
         return Precision.INT8 if int8_preferred else Precision.FP32
     return SUPPORTED[backend][0]

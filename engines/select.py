@@ -9,8 +9,9 @@ once: through ``on_message`` when given (the caller shows it), else through ``lo
 
 ``precision`` ("auto", fp32, fp16, int8; ``engines.precision``) narrows the back-ends to those
 that run it; an explicit back-end that cannot run it raises ``PrecisionUnavailable``. INT8 runs
-the separate file ``int8_path``; "auto" runs each back-end's default (INT8 on ONNX Runtime CPU
-only when ``int8_default``). The runner's ``.precision`` says what runs.
+a separate file: ``int8_path`` on ONNX Runtime CPU, ``openvino_int8_path`` (an IR) on OpenVINO;
+"auto" runs each back-end's default (INT8 on a CPU back-end only when its file met the accuracy
+bar: ``int8_default`` / ``openvino_int8_default``). The runner's ``.precision`` says what runs.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def open_runner(
     precision: Precision | str | None = "auto",
     int8_path: str | Path | None = None,
     int8_default: bool = False,
+    openvino_int8_path: str | Path | None = None,
+    openvino_int8_default: bool = False,
     choose_cpu: bool = False,
 ) -> Runner:
     """Open ``model_path`` on ``backend`` ("auto": fastest available), falling back to slower ones.
@@ -138,14 +141,18 @@ def open_runner(
     batch dimension; ``threads`` sets ONNX Runtime's intra-op threads; ``cache_root``
     overrides the engine cache folder. ``choose_cpu``: with "auto" back-end and precision and no
     GPU back-end here, run the CPU back-end and precision a cached measurement found fastest
-    (``engines.cpu_choice``; INT8 among them only when ``int8_default``); the runner's
-    ``.choice`` holds the figures.
+    (``engines.cpu_choice``; an INT8 file among them only when its ``*_default`` says it met the
+    accuracy bar); the runner's ``.choice`` holds the figures.
     """
     path = check_model_file(model_path)
     wanted = resolve_precision(precision)
-    if wanted is Precision.INT8 and int8_path is None:
-        raise ModelFileError(f"no INT8 file was given for {path.name}")
     int8 = check_model_file(int8_path) if int8_path is not None else None
+    ov_int8 = _check_ir(openvino_int8_path) if openvino_int8_path is not None else None
+    int8_files = {Backend.ORT_CPU: int8, Backend.OPENVINO: ov_int8}
+    int8_defaults = {Backend.ORT_CPU: int8 is not None and int8_default,
+                     Backend.OPENVINO: ov_int8 is not None and openvino_int8_default}
+    if wanted is Precision.INT8 and int8 is None and ov_int8 is None:
+        raise ModelFileError(f"no INT8 file was given for {path.name}")
     requested = resolve_backend(backend)
     problem = precision_problem(requested, wanted) if requested is not None and wanted is not None else None
     if problem:
@@ -164,7 +171,8 @@ def open_runner(
     if Backend.ORT_CPU not in candidates:
         candidates.append(Backend.ORT_CPU)  # last resort; raises a clear error if ONNX Runtime is missing
     if wanted is not None:
-        candidates = [b for b in candidates if precision_problem(b, wanted) is None]
+        candidates = [b for b in candidates if precision_problem(b, wanted) is None
+                      and (wanted is not Precision.INT8 or int8_files.get(b) is not None)]
         if not candidates:
             runners = [b for b in FASTEST_FIRST if precision_problem(b, wanted) is None]
             reasons = "; ".join(f"{b.label}: {availability[b]}" for b in runners)
@@ -172,15 +180,15 @@ def open_runner(
 
     measured = None
     if choose_cpu and requested is None and wanted is None and candidates[0] is Backend.ORT_CPU:
-        measured = _measured_cpu_choice(path, int8, int8_default, availability, on_message, threads, cache_root)
+        measured = _measured_cpu_choice(path, int8_files, int8_defaults, availability, threads, cache_root)
         if measured is not None:
             candidates = [measured.backend] + [b for b in candidates if b is not measured.backend]
     first_choice = requested or candidates[0]
     for position, candidate in enumerate(candidates):
-        chosen = wanted or default_precision(candidate, int8 is not None and int8_default)
+        chosen = wanted or default_precision(candidate, int8_defaults.get(candidate, False))
         if measured is not None and candidate is measured.backend:
             chosen = measured.precision
-        file = int8 if chosen is Precision.INT8 else path
+        file = int8_files[candidate] if chosen is Precision.INT8 else path
         try:
             runner = _open(candidate, file, on_message, on_progress, max_batch, threads, cache_root)
         except ModelFileError:
@@ -199,11 +207,23 @@ def open_runner(
     raise AssertionError("unreachable: the candidate list always ends with ONNX Runtime CPU")
 
 
-def _measured_cpu_choice(path, int8, int8_default, availability, on_message, threads, cache_root):
+def _check_ir(path: str | Path) -> Path:
+    """An OpenVINO IR: the .xml and its .bin must both be there."""
+    xml = Path(path)
+    if xml.suffix != ".xml":
+        return check_model_file(xml)
+    if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+        raise ModelFileError(f"OpenVINO IR not found: {xml} (and its .bin beside it)")
+    return xml
+
+
+def _measured_cpu_choice(path, int8_files, int8_defaults, availability, threads, cache_root):
     from engines.cpu_choice import candidates as cpu_candidates
     from engines.cpu_choice import choose
 
-    options = cpu_candidates(path, int8, int8_default, availability[Backend.OPENVINO] is None)
+    openvino = availability[Backend.OPENVINO] is None
+    options = cpu_candidates(path, int8_files[Backend.ORT_CPU], int8_defaults[Backend.ORT_CPU], openvino,
+                             int8_files[Backend.OPENVINO], int8_defaults[Backend.OPENVINO])
     choice = choose(options, lambda c: _open(c.backend, c.path, None, None, DEFAULT_MAX_BATCH, threads, cache_root),
                     threads, cache_root)
     if choice is not None:  # the runner's backend/precision say what runs; the figures go to the log

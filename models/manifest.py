@@ -31,6 +31,8 @@ in-graph heatmap decoding). ``decode.kernel`` may be left out (the decoder's def
 ``int8`` (optional) names the INT8 copy of the network made by ``models.tools.quantize`` (same inputs
 and outputs), with its calibration recipe and measured figures; ``cpu_default`` says whether
 it passed the accuracy bar and so is what ONNX Runtime CPU runs when no precision is asked for.
+``openvino_int8`` (optional) names OpenVINO's INT8 copy (an IR ``.xml`` with its ``.bin``, made by
+``models.tools.quantize_openvino`` with NNCF), likewise with ``cpu_default``, recipe and figures.
 ``repair`` (optional, networks with score maps) names the exemplar shape dictionary beside the
 manifest (``models.sgfa_repair``), ``k`` (exemplars combined; absent: the dictionary's own) and
 whether the repair runs by default; points whose confidence is under ``visibility_threshold``
@@ -97,6 +99,17 @@ class Int8Variant:
 
 
 @dataclass(frozen=True)
+class OpenVinoInt8Variant:
+    """OpenVINO's INT8 copy (``models.tools.quantize_openvino``): an IR beside the manifest, and its card."""
+
+    xml: str  # the .bin has the same stem
+    preset: str = ""  # NNCF preset kept (performance, mixed)
+    cpu_default: bool = False  # within the accuracy bar: OpenVINO's default precision, and a candidate of auto
+    recipe: str = ""
+    metrics: str = ""
+
+
+@dataclass(frozen=True)
 class RepairOptions:
     """SGFA's dictionary repair of low-confidence points (``models.sgfa_repair``)."""
 
@@ -127,6 +140,7 @@ class ModelManifest:
     min_confidence: float = 0.0  # mean confidence under which this network's fit is not a face
     card: ModelCard = field(default_factory=ModelCard)
     int8: Int8Variant | None = None
+    openvino_int8: OpenVinoInt8Variant | None = None
     repair: RepairOptions | None = None
     visibility_threshold: float = 0.5  # confidence under which a point is reported hidden
     path: Path | None = None  # the JSON file this came from
@@ -156,6 +170,16 @@ class ModelManifest:
 
     def with_int8(self, variant: Int8Variant | None) -> "ModelManifest":
         return replace(self, int8=variant)
+
+    @property
+    def openvino_int8_path(self) -> Path | None:
+        """OpenVINO's INT8 IR named by the manifest (it may be missing on disk), or None."""
+        if self.openvino_int8 is None:
+            return None
+        return self.onnx_path.with_name(self.openvino_int8.xml)
+
+    def with_openvino_int8(self, variant: OpenVinoInt8Variant | None) -> "ModelManifest":
+        return replace(self, openvino_int8=variant)
 
     @property
     def decodes_heatmaps(self) -> bool:
@@ -196,6 +220,14 @@ class ModelManifest:
                 "cpu_default": self.int8.cpu_default,
                 "recipe": self.int8.recipe,
                 "metrics": self.int8.metrics,
+            }
+        if self.openvino_int8 is not None:
+            data["openvino_int8"] = {
+                "xml": self.openvino_int8.xml,
+                "preset": self.openvino_int8.preset,
+                "cpu_default": self.openvino_int8.cpu_default,
+                "recipe": self.openvino_int8.recipe,
+                "metrics": self.openvino_int8.metrics,
             }
         if self.repair is not None:
             data["repair"] = {"dictionary": self.repair.dictionary, "default": self.repair.default}
@@ -312,6 +344,19 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
             recipe=section.get("recipe", str, ""),
             metrics=section.get("metrics", str, ""),
         )
+    openvino_int8 = None
+    if "openvino_int8" in top.data:
+        section = top.child("openvino_int8")
+        xml = section.get("xml", str)
+        if Path(xml).name != xml or not xml.endswith(".xml"):
+            raise section.fail("xml", f"must be an .xml file name beside the manifest, got {xml!r}")
+        openvino_int8 = OpenVinoInt8Variant(
+            xml=xml,
+            preset=section.get("preset", str, ""),
+            cpu_default=section.get("cpu_default", bool, False),
+            recipe=section.get("recipe", str, ""),
+            metrics=section.get("metrics", str, ""),
+        )
     repair = None
     if "repair" in top.data:
         section = top.child("repair")
@@ -349,6 +394,7 @@ def parse_manifest(data: Any, path: str | Path) -> ModelManifest:
             training=card.get("training", str, ""),
         ),
         int8=int8,
+        openvino_int8=openvino_int8,
         repair=repair,
         visibility_threshold=_unit_interval(top, "visibility_threshold", 0.5),
         path=path,

@@ -116,7 +116,9 @@ class OnnxLandmarkModel(LandmarkModel):
         m = self.manifest
         wanted = resolve_precision(precision)
         int8_path = m.int8_path if m.int8_path is not None and m.int8_path.is_file() else None
-        if wanted is Precision.INT8 and int8_path is None:
+        ov_path = m.openvino_int8_path
+        ov_int8 = ov_path if ov_path is not None and ov_path.is_file() and ov_path.with_suffix(".bin").is_file() else None
+        if wanted is Precision.INT8 and int8_path is None and ov_int8 is None:
             where = m.int8_path or f"no 'int8' section in {m.path}"
             problem = (f"model {self.name!r} has no INT8 file ({where}); make it with "
                        f"`python -m models.tools.quantize --model {self.name}`")
@@ -125,7 +127,9 @@ class OnnxLandmarkModel(LandmarkModel):
             _tell(on_message, f"{problem}. Running the default precision instead.")
             wanted = None
         options = dict(on_message=on_message, on_progress=on_progress, int8_path=int8_path,
-                       int8_default=m.int8 is not None and m.int8.cpu_default, choose_cpu=True)
+                       int8_default=m.int8 is not None and m.int8.cpu_default, openvino_int8_path=ov_int8,
+                       openvino_int8_default=m.openvino_int8 is not None and m.openvino_int8.cpu_default,
+                       choose_cpu=True)
         try:
             return open_runner(m.onnx_path, backend=backend, precision=wanted or "auto", **options)
         except PrecisionUnavailable as error:

@@ -39,6 +39,19 @@ def test_the_fastest_candidate_is_chosen_and_the_figures_are_cached(tmp_path):
     assert "is the fastest here" in again.describe("r18_ffld") and "measured earlier" in again.describe("r18_ffld")
 
 
+def test_openvino_int8_is_a_candidate_when_the_model_ships_it_within_its_bar():
+    assert MANIFEST.openvino_int8 is not None and MANIFEST.openvino_int8.cpu_default
+    names = [c.name for c in cpu_choice.candidates(MANIFEST.onnx_path, MANIFEST.int8_path, True, True,
+                                                   MANIFEST.openvino_int8_path, True)]
+    assert names == ["ort-cpu/fp32", "ort-cpu/int8", "openvino/fp32", "openvino/int8"]
+    names = [c.name for c in cpu_choice.candidates(MANIFEST.onnx_path, None, False, True,
+                                                   MANIFEST.openvino_int8_path, False)]
+    assert names == ["ort-cpu/fp32", "openvino/fp32"]
+    # without OpenVINO installed, its IR is no candidate
+    assert [c.name for c in cpu_choice.candidates(MANIFEST.onnx_path, None, False, False,
+                                                  MANIFEST.openvino_int8_path, True)] == ["ort-cpu/fp32"]
+
+
 def test_int8_is_a_candidate_only_when_the_model_allows_it(tmp_path):
     names = [c.name for c in cpu_choice.candidates(MANIFEST.onnx_path, MANIFEST.int8_path, False, True)]
     assert names == ["ort-cpu/fp32", "openvino/fp32"]

@@ -50,3 +50,58 @@ def test_openvino_refuses_a_missing_file(tmp_path) -> None:
 
     with pytest.raises(ModelFileError, match="not found"):
         OpenVinoRunner(tmp_path / "none.onnx")
+
+
+@pytest.mark.parametrize("name", ["r18_ffld", "mnv2_sdd", "drr", "sgfa"])
+def test_the_shipped_openvino_int8_ir_tracks_real_faces_like_fp32(name: str) -> None:
+    """OpenVINO's NNCF INT8 IR, opened through the registry: on 40 real HELEN test faces its mean
+    NME_io is within 0.3 points of OpenVINO FP32's and under 5% (GT-aligned crops)."""
+    import cv2
+
+    from models.align import align_from_landmarks
+    from models.datasets import TEST_SET, list_annotated, resolve_dataset
+    from models.landmarks68 import OUTER_EYE_CORNERS
+    from models.registry import load_landmark_model
+
+    items = list_annotated(resolve_dataset(TEST_SET))[::8][:40]
+    errors = {}
+    for precision in ("fp32", "int8"):
+        with load_landmark_model(f"{name}+norepair" if name == "sgfa" else name, backend="openvino",
+                                 precision=precision, flip_test=False) as model:
+            assert (model.backend, model.precision) == ("openvino", precision)
+            nme = []
+            for item in items:
+                image, truth = cv2.imread(str(item.image_path)), item.load_points()
+                crop = align_from_landmarks(image, truth, model.input_size)
+                (found,) = model.decode(model.infer([crop]), [crop])
+                io = np.linalg.norm(truth[OUTER_EYE_CORNERS[0]] - truth[OUTER_EYE_CORNERS[1]])
+                nme.append(np.linalg.norm(found.points - truth, axis=1).mean() / io)
+            errors[precision] = float(np.mean(nme))
+    assert errors["int8"] < 0.05 and abs(errors["int8"] - errors["fp32"]) < 0.003, errors
+
+
+def test_open_runner_runs_the_openvino_int8_ir_and_says_so() -> None:
+    from models.manifest import load_manifest
+    from models.registry import ASSETS_DIR
+
+    m = load_manifest(ASSETS_DIR / "r18_ffld.json")
+    assert m.openvino_int8 is not None and m.openvino_int8_path.suffix == ".xml"
+    with select.open_runner(m.onnx_path, "openvino", precision="int8",
+                            openvino_int8_path=m.openvino_int8_path) as runner:
+        assert runner.backend is Backend.OPENVINO and runner.precision == "int8"
+        assert runner.model_path == m.openvino_int8_path
+    # auto precision on OpenVINO: the INT8 IR when it met its bar, else FP32
+    for default, expected in ((True, "int8"), (False, "fp32")):
+        with select.open_runner(m.onnx_path, "openvino", openvino_int8_path=m.openvino_int8_path,
+                                openvino_int8_default=default) as runner:
+            assert runner.precision == expected
+
+
+def test_an_openvino_ir_without_its_weights_is_refused(tmp_path) -> None:
+    from engines import ModelFileError
+    from models.registry import ASSETS_DIR
+
+    xml = tmp_path / "r18_ffld.ov-int8.xml"
+    xml.write_bytes((ASSETS_DIR / "r18_ffld.ov-int8.xml").read_bytes())
+    with pytest.raises(ModelFileError, match=r"\.bin"):
+        select.open_runner(ASSETS_DIR / "r18_ffld.onnx", "openvino", precision="int8", openvino_int8_path=xml)

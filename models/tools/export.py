@@ -17,7 +17,8 @@ S, S) each; the manifest names the exemplar shape dictionary (copied beside the 
 ``--out`` is not the folder that holds it) for the run-time repair.
 
 After the FP32 file and manifest, ``models.tools.quantize`` writes the INT8 copy ``OUT/NAME.int8.onnx``
-and records it in the manifest (``--no-int8`` skips it).
+and ``models.tools.quantize_openvino`` OpenVINO's INT8 IR ``OUT/NAME.ov-int8.xml`` (NNCF), both
+recorded in the manifest (``--no-int8`` skips them).
 """
 from __future__ import annotations
 
@@ -207,7 +208,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the check and benchmark")
     p.add_argument("--min-confidence", type=float, default=0.0,
                    help="mean confidence under which the tracker treats this network's fit as no face")
-    p.add_argument("--no-int8", action="store_true", help="skip the INT8 copy (models.tools.quantize)")
+    p.add_argument("--no-int8", action="store_true", help="skip the INT8 copies (models.tools.quantize, models.tools.quantize_openvino)")
     p.add_argument("--dictionary", type=Path, default=None,
                    help="sgfa: the shape dictionary (default assets/sgfa_dictionary.npz)")
     p.add_argument("--visibility-threshold", type=float, default=0.5,
@@ -427,6 +428,10 @@ def _save_manifest(manifest, args, onnx_path: Path, result: dict) -> dict:
         from models.tools.quantize import quantize_network
 
         result["int8"] = quantize_network(path, threads=args.threads, test_metrics=args.test_metrics).int8
+        from models.tools.quantize_openvino import quantize_network as quantize_for_openvino
+
+        result["openvino_int8"] = quantize_for_openvino(path, threads=args.threads,
+                                                        test_metrics=args.test_metrics).openvino_int8
     return result
 
 

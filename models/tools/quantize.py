@@ -148,9 +148,9 @@ def validation_nme(model_path: str | Path, manifest: ModelManifest, data: Calibr
     return crop_nme(model_path, manifest, data.validation, data.validation_points, threads)
 
 
-def helen_test_text(manifest: ModelManifest, int8_path: Path, threads: int = 1) -> str:
-    """The model card's HELEN-test sentence for FP32 and INT8 (crops aligned from the five GT-derived
-    keypoints, as ``models.tools.export --test-metrics``). Measured after the choice, never used for it."""
+def helen_test_crops(input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """HELEN test faces aligned from their five GT-derived keypoints (as ``models.tools.export
+    --test-metrics``) and their ground truth in crop pixels: for model cards, never for a choice."""
     import cv2
 
     from models.align import align_from_landmarks, transform_points
@@ -159,13 +159,18 @@ def helen_test_text(manifest: ModelManifest, int8_path: Path, threads: int = 1) 
     crops, points = [], []
     for item in list_annotated(resolve_dataset(TEST_SET)):
         truth = item.load_points()
-        crop = align_from_landmarks(cv2.imread(str(item.image_path)), truth, manifest.input_size)
+        crop = align_from_landmarks(cv2.imread(str(item.image_path)), truth, input_size)
         crops.append(crop.image)
         points.append(transform_points(truth, crop.matrix))
-    crops_array, points_array = np.stack(crops), np.stack(points)
+    return np.stack(crops), np.stack(points)
+
+
+def helen_test_text(manifest: ModelManifest, int8_path: Path, threads: int = 1) -> str:
+    """The model card's HELEN-test sentence for FP32 and INT8. Measured after the choice, never used for it."""
+    crops_array, points_array = helen_test_crops(manifest.input_size)
     fp32 = crop_nme(manifest.onnx_path, manifest, crops_array, points_array, threads)
     int8 = crop_nme(int8_path, manifest, crops_array, points_array, threads)
-    return (f"; 300-W HELEN test ({len(crops)} faces, GT-aligned crops) NME_io FP32 {100 * fp32:.3f}%, "
+    return (f"; 300-W HELEN test ({len(crops_array)} faces, GT-aligned crops) NME_io FP32 {100 * fp32:.3f}%, "
             f"INT8 {100 * int8:.3f}% ({100 * (int8 - fp32):+.3f} points)")
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from app.pipeline import Pipeline, PipelineOptions, build_pipeline
+from app.pipeline import Pipeline, PipelineOptions, PipelineSpec, build_pipeline
 from app.recording import CSV_HEADER, GEOMETRY_COLUMNS, VISIBILITY_COLUMNS, landmark_rows
 from app.sources import frames_to_end, open_source
 from app.sources.base import read_image
@@ -82,11 +82,9 @@ class Tracker:
         on_message: Callable[[str], None] | None = None,
         keep_rows: bool = True,
     ) -> None:
-        self._pipeline: Pipeline | None = build_pipeline(
-            model=model, backend=backend, precision=precision, detector=detector,
-            detector_model=None if detector_model is None else str(detector_model), options=options,
-            on_message=on_message,
-        )
+        spec = PipelineSpec(model=model, backend=backend, precision=precision, detector=detector,
+                            detector_model=None if detector_model is None else str(detector_model), options=options)
+        self._pipeline: Pipeline | None = build_pipeline(spec, on_message=on_message)
         self.model_name: str = self._pipeline.model.name
         self.detector_name: str = self._pipeline.detector.name
         self.keep_rows = keep_rows

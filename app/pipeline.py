@@ -191,28 +191,41 @@ class Pipeline:
         return solver
 
 
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What a pipeline is built from: the landmark model (a name or manifest path; None: the
+    default, ``models.registry.default_model()``), its back-end and precision, the face detector
+    (and its ONNX file for retinaface / yunet) and the options. Every caller describes its pipeline
+    with one (the command line: ``app.cli.pipeline_args.spec_from_args``; ``eval300vw``:
+    ``EvalConfig.pipeline_spec``; the API's ``Tracker``) and ``build_pipeline`` builds it."""
+
+    model: str | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    detector: str = DEFAULT_DETECTOR
+    detector_model: str | None = None
+    options: PipelineOptions | None = None
+
+
 def build_pipeline(
-    model: str | None = None,
-    backend: str = "auto",
-    detector: str = DEFAULT_DETECTOR,
-    detector_model: str | None = None,
-    options: PipelineOptions | None = None,
+    spec: PipelineSpec | str | None = None,
+    *,
     on_message: Callable[[str], None] | None = None,
     on_progress: ProgressCallback | None = None,
-    precision: str = "auto",
 ) -> Pipeline:
-    """Load the named detector and landmark model (default: ``models.registry.default_model()``)
-    and wire them into a Pipeline. ``on_message`` and ``on_progress(phase, done, total)`` are
-    passed on to ``engines.open_runner``. A ``precision`` the back-end cannot run raises
-    ``engines.precision.PrecisionUnavailable``."""
-    model = model or default_model()
-    face_detector = create_detector(detector, model_path=detector_model)
+    """Load ``spec``'s detector and landmark model and wire them into a Pipeline (a bare model
+    name stands for ``PipelineSpec(model=name)``). ``on_message`` and ``on_progress(phase, done,
+    total)`` are passed on to ``engines.open_runner``. A ``precision`` the back-end cannot run
+    raises ``engines.precision.PrecisionUnavailable``."""
+    if not isinstance(spec, PipelineSpec):
+        spec = PipelineSpec(model=spec)
+    face_detector = create_detector(spec.detector, model_path=spec.detector_model)
     try:
         landmark_model = load_landmark_model(
-            model, backend=backend, on_message=on_message, on_progress=on_progress, precision=precision,
-            strict_precision=True,
+            spec.model or default_model(), backend=spec.backend, on_message=on_message, on_progress=on_progress,
+            precision=spec.precision, strict_precision=True,
         )
     except BaseException:
         face_detector.close()
         raise
-    return Pipeline(face_detector, landmark_model, options)
+    return Pipeline(face_detector, landmark_model, spec.options)

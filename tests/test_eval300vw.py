@@ -27,7 +27,7 @@ def read_csv(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def pipeline():
     need_peers("mediapipe")  # the model is mediapipe68
-    with build_pipeline("mediapipe68", options=EvalConfig().pipeline_options()) as p:
+    with build_pipeline(EvalConfig(model="mediapipe68").pipeline_spec()) as p:
         yield p
 
 
@@ -83,6 +83,29 @@ def test_lag_estimate_recovers_a_known_delay(delay):
     assert np.all(np.isfinite(sums)) and n == 90 - 9 - 2 * 10
     assert lag_from_costs([(sums, n)]) == pytest.approx(delay, abs=0.051)
     assert lag_from_costs([([0.0] * len(LAG_GRID), 0)]) is None
+
+
+def test_the_command_line_pipeline_options_reach_eval300vw_through_one_spec():
+    """``eval300vw``'s settings come from the same ``spec_from_args`` as track's pipeline, and give
+    back the same pipeline (issue 32: one place reads the options, one function builds)."""
+    from dataclasses import replace
+
+    from app.cli.commands import build_parser
+    from app.cli.pipeline_args import spec_from_args
+    from app.eval.vw300.command import config_from_args
+
+    args = build_parser().parse_args([
+        "eval300vw", "root", "--model", "mnv2_sdd@int8", "--backend", "ort-cpu", "--precision", "fp32",
+        "--detector", "mtcnn", "--no-smooth", "--min-cutoff", "0.7", "--beta", "3", "--redetect-interval", "5",
+        "--detect-every-frame", "--max-faces", "2", "--boxes", "gt"])
+    config = config_from_args(args)
+    assert (config.model, config.backend, config.precision, config.detector, config.boxes) == (
+        "mnv2_sdd@int8", "ort-cpu", "fp32", "mtcnn", "gt")
+    assert (config.smoothing, config.min_cutoff, config.beta) == (False, 0.7, 3.0)
+    assert (config.detect_every_frame, config.redetect_interval, config.max_faces) == (True, 5, 2)
+    spec = spec_from_args(args)
+    assert config.pipeline_spec() == replace(spec, options=replace(spec.options, geometry=config.pipeline_options().geometry))
+    assert EvalConfig.from_spec(config.pipeline_spec(), boxes="gt") == config
 
 
 def test_unreliable_list(tmp_path):

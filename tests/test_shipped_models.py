@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from app.eval import evaluate as ev
-from app.pipeline import build_pipeline
+from app.pipeline import PipelineSpec, build_pipeline
 from app.sources import open_source
 from models.align import align_from_landmarks
 from models.datasets import list_annotated
@@ -92,6 +92,6 @@ def test_flip_test_adds_back_a_learnt_label_offset(name, tmp_path, helen_test_di
 
 
 def test_tracks_the_talking_clip(talking_clip, model):
-    with build_pipeline(model.name, backend="ort-cpu") as pipeline, open_source(str(talking_clip)) as source:
+    with build_pipeline(PipelineSpec(model.name, backend="ort-cpu")) as pipeline, open_source(str(talking_clip)) as source:
         found = sum(bool(pipeline.process(frame).faces) for frame, _ in zip(source, range(60)))
     assert found == 60

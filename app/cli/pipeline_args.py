@@ -7,7 +7,7 @@ from typing import Callable
 from app.cli.argtypes import field_of_view, non_negative_float, non_negative_int, positive_float, positive_int
 from app.geometry.face import GeometryOptions
 from app.geometry.pose import DEFAULT_FOV_DEG, PoseOptions
-from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions, build_pipeline
+from app.pipeline import DEFAULT_DETECTOR, Pipeline, PipelineOptions, PipelineSpec, build_pipeline
 from app.smoothing import OneEuroParams
 from app.tracking import TrackerOptions
 from models.detectors import DETECTOR_NAMES
@@ -60,13 +60,11 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     )
 
 
+def spec_from_args(args: argparse.Namespace) -> PipelineSpec:
+    """The pipeline the options of ``add_pipeline_arguments`` describe."""
+    return PipelineSpec(model=args.model, backend=args.backend, precision=args.precision, detector=args.detector,
+                        detector_model=args.detector_model, options=options_from_args(args))
+
+
 def pipeline_from_args(args: argparse.Namespace, on_message: Callable[[str], None] | None = None) -> Pipeline:
-    return build_pipeline(
-        model=args.model,
-        backend=args.backend,
-        precision=args.precision,
-        detector=args.detector,
-        detector_model=args.detector_model,
-        options=options_from_args(args),
-        on_message=on_message,
-    )
+    return build_pipeline(spec_from_args(args), on_message=on_message)

@@ -204,11 +204,12 @@ class ClipGeometry:
 
 
 def track_clip(path: str | Path, model: str | None = None, options: GeometryOptions | None = None) -> ClipGeometry:
-    from app.pipeline import PipelineOptions, build_pipeline
+    from app.pipeline import PipelineOptions, PipelineSpec, build_pipeline
     from app.sources import open_source
 
     geometry, landmarks = [], []
-    with build_pipeline(model, options=PipelineOptions(geometry=options or GeometryOptions())) as pipeline:
+    spec = PipelineSpec(model=model, options=PipelineOptions(geometry=options or GeometryOptions()))
+    with build_pipeline(spec) as pipeline:
         with open_source(str(path)) as source:
             fps = source.fps or DEFAULT_FPS
             for frame in source:

@@ -27,20 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    return EvalConfig(
-        model=args.model,
-        backend=args.backend,
-        precision=args.precision,
-        detector=args.detector,
-        detector_model=args.detector_model,
-        boxes=args.boxes,
-        smoothing=not args.no_smooth,
-        min_cutoff=args.min_cutoff,
-        beta=args.beta,
-        detect_every_frame=args.detect_every_frame,
-        redetect_interval=args.redetect_interval,
-        max_faces=args.max_faces,
-    )
+    from app.cli.pipeline_args import spec_from_args
+
+    return EvalConfig.from_spec(spec_from_args(args), boxes=args.boxes)
 
 
 def run(args: argparse.Namespace) -> int:

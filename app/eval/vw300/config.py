@@ -68,6 +68,26 @@ class EvalConfig:
         )
         return f"{boxes}; {mode}; {smooth}"
 
+    @classmethod
+    def from_spec(cls, spec, boxes: str = "tracker") -> "EvalConfig":
+        """The settings of ``spec`` (an ``app.pipeline.PipelineSpec``, e.g. the command line's) that
+        change the predictions; head pose and blinks (``options.geometry``) do not."""
+        from app.pipeline import PipelineOptions
+
+        options = spec.options or PipelineOptions()
+        return cls(model=spec.model or cls.model, backend=spec.backend, precision=spec.precision,
+                   detector=spec.detector, detector_model=spec.detector_model, boxes=boxes,
+                   smoothing=options.smoothing, min_cutoff=options.one_euro.min_cutoff, beta=options.one_euro.beta,
+                   detect_every_frame=options.tracker.detect_every_frame,
+                   redetect_interval=options.tracker.redetect_interval, max_faces=options.tracker.max_faces)
+
+    def pipeline_spec(self):
+        """The pipeline these settings describe (``app.pipeline.build_pipeline`` builds it)."""
+        from app.pipeline import PipelineSpec
+
+        return PipelineSpec(model=self.model, backend=self.backend, precision=self.precision, detector=self.detector,
+                            detector_model=self.detector_model, options=self.pipeline_options())
+
     def pipeline_options(self):
         from app.pipeline import PipelineOptions
         from app.smoothing import OneEuroParams

@@ -114,25 +114,18 @@ def build_eval_pipeline(config: EvalConfig, say=print):
     from app.pipeline import Pipeline, build_pipeline
     from models.registry import UnknownModelError
 
+    spec = config.pipeline_spec()
     try:
-        return build_pipeline(
-            model=config.model,
-            backend=config.backend,
-            precision=config.precision,
-            detector=config.detector,
-            detector_model=config.detector_model,
-            options=config.pipeline_options(),
-            on_message=say,
-        )
+        return build_pipeline(spec, on_message=say)
     except UnknownModelError:
-        if config.model != "dlib68":
+        if spec.model != "dlib68":
             raise
     from models.detectors import create_detector
     from models.dlib68 import Dlib68Model
 
-    detector = create_detector(config.detector, model_path=config.detector_model)
+    detector = create_detector(spec.detector, model_path=spec.detector_model)
     try:
-        return Pipeline(detector, Dlib68Model(), config.pipeline_options())
+        return Pipeline(detector, Dlib68Model(), spec.options)
     except BaseException:
         detector.close()
         raise

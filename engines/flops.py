@@ -8,14 +8,13 @@ left out (a few percent of these networks).
 ``cpu_peak_gflops()`` is the textbook peak: cores x clock x operations per cycle per core, with
 two fused-multiply-add units of the widest vector width the CPU reports (AVX-512: 16 float32
 lanes, AVX2: 8), 2 FLOPs per lane and unit; INT8 with VNNI (``vpdpbusd``: 4 multiply-adds per
-32-bit lane) 4x that, without VNNI 2x (``vpmaddubsw`` pairs). AMD Zen 4 runs AVX-512 on 256-bit
-units, so its real float32 peak is half the AVX-512 figure: the model name is checked for it.
-The clock is ``cpu MHz`` of /proc/cpuinfo (what a VM reports; turbo not counted).
+32-bit lane) 4x that, without VNNI 2x (``vpmaddubsw`` pairs). The clock is ``cpu MHz`` of
+/proc/cpuinfo (what a VM reports; turbo not counted), so a network can come near or, with turbo,
+above 100%; some cores (AMD Zen 4) run AVX-512 on 256-bit units and reach half the figure.
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +91,6 @@ def cpu_peak_gflops(threads: int | None = None) -> CpuPeak:
     cores = threads or os.cpu_count() or 1
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     note = f"{model or 'unknown CPU'}, {mhz / 1000:.2f} GHz reported, {cores} core(s)"
-    if lanes == 16 and re.search(r"\bAMD\b", model):
-        lanes = 8  # Zen 4: AVX-512 on 256-bit units
-        note += ", AVX-512 on 256-bit units (AMD)"
     per_cycle = 2 * 2 * lanes  # two FMA units, 2 FLOPs per lane
     int8_factor = 4 if ("avx512_vnni" in flags or "avx_vnni" in flags) else 2
     note += f", {per_cycle} float32 FLOPs/cycle, int8 x{int8_factor}"

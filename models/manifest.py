@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,12 @@ class ModelManifest:
             return None
         return self.onnx_path.with_name(self.openvino_int8.xml)
 
+    @property
+    def installed_openvino_int8(self) -> Path | None:
+        """OpenVINO's INT8 IR when both its .xml and .bin are on disk, else None."""
+        xml = self.openvino_int8_path
+        return xml if xml is not None and xml.is_file() and xml.with_suffix(".bin").is_file() else None
+
     def with_openvino_int8(self, variant: OpenVinoInt8Variant | None) -> "ModelManifest":
         return replace(self, openvino_int8=variant)
 
@@ -214,21 +220,9 @@ class ModelManifest:
             },
         }
         if self.int8 is not None:
-            data["int8"] = {
-                "onnx": self.int8.onnx,
-                "calibration": self.int8.calibration,
-                "cpu_default": self.int8.cpu_default,
-                "recipe": self.int8.recipe,
-                "metrics": self.int8.metrics,
-            }
+            data["int8"] = asdict(self.int8)
         if self.openvino_int8 is not None:
-            data["openvino_int8"] = {
-                "xml": self.openvino_int8.xml,
-                "preset": self.openvino_int8.preset,
-                "cpu_default": self.openvino_int8.cpu_default,
-                "recipe": self.openvino_int8.recipe,
-                "metrics": self.openvino_int8.metrics,
-            }
+            data["openvino_int8"] = asdict(self.openvino_int8)
         if self.repair is not None:
             data["repair"] = {"dictionary": self.repair.dictionary, "default": self.repair.default}
             if self.repair.k is not None:

@@ -116,8 +116,7 @@ class OnnxLandmarkModel(LandmarkModel):
         m = self.manifest
         wanted = resolve_precision(precision)
         int8_path = m.int8_path if m.int8_path is not None and m.int8_path.is_file() else None
-        ov_path = m.openvino_int8_path
-        ov_int8 = ov_path if ov_path is not None and ov_path.is_file() and ov_path.with_suffix(".bin").is_file() else None
+        ov_int8 = m.installed_openvino_int8
         if wanted is Precision.INT8 and int8_path is None and ov_int8 is None:
             where = m.int8_path or f"no 'int8' section in {m.path}"
             problem = (f"model {self.name!r} has no INT8 file ({where}); make it with "

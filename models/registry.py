@@ -202,7 +202,6 @@ def precision_files(name: str, assets_dir: str | Path | None = None) -> dict[str
         return {p.value: str(error) for p in Precision}
     int8 = None
     has_ort = manifest.int8_path is not None and manifest.int8_path.is_file()
-    has_openvino = manifest.openvino_int8_path is not None and manifest.openvino_int8_path.is_file()
-    if not (has_ort or has_openvino):
+    if not (has_ort or manifest.installed_openvino_int8 is not None):
         int8 = f"{base} has no INT8 file here (make it with `python -m models.tools.quantize --model {base}`)"
     return {Precision.FP32.value: None, Precision.FP16.value: None, Precision.INT8.value: int8}

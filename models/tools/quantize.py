@@ -129,14 +129,19 @@ def crop_nme(model_path: str | Path, manifest: ModelManifest, crops: np.ndarray,
              threads: int = 1) -> float:
     """Mean NME_io (outer eye corners) of ``model_path`` on aligned crops with their ground truth in
     crop pixels, decoded as the app does."""
-    from models.landmarks68 import OUTER_EYE_CORNERS
-    from models.onnx_landmarks import normalised_points
-
     session = _session(model_path, threads)
     batch = _preprocess(manifest, crops)
     raw = [session.run(list(manifest.outputs), {manifest.input_name: batch[i : i + 16]})
            for i in range(0, len(batch), 16)]
     outputs = {name: np.concatenate([r[k] for r in raw]) for k, name in enumerate(manifest.outputs)}
+    return outputs_nme(outputs, manifest, points)
+
+
+def outputs_nme(outputs: dict[str, np.ndarray], manifest: ModelManifest, points: np.ndarray) -> float:
+    """Mean NME_io of a network's raw outputs on crops whose ground truth is ``points`` (crop pixels)."""
+    from models.landmarks68 import OUTER_EYE_CORNERS
+    from models.onnx_landmarks import normalised_points
+
     normalised, _ = normalised_points(outputs, manifest)
     pred = normalised * manifest.input_size - 0.5
     io = np.linalg.norm(points[:, OUTER_EYE_CORNERS[0]] - points[:, OUTER_EYE_CORNERS[1]], axis=-1)
@@ -188,12 +193,17 @@ def time_network(path: str | Path, manifest: ModelManifest, crop: np.ndarray, ru
     """Batch-1 wall and CPU milliseconds (medians) of the network alone on one real crop."""
     session = _session(path, threads)
     feed = {manifest.input_name: _preprocess(manifest, crop[None])}
+    return time_calls(lambda: session.run(None, feed), runs)
+
+
+def time_calls(call: Callable[[], object], runs: int = 100) -> dict[str, float]:
+    """Wall and CPU milliseconds (medians) of ``call`` over ``runs`` calls after 10 untimed ones."""
     for _ in range(10):
-        session.run(None, feed)
+        call()
     wall, cpu = [], []
     for _ in range(runs):
         w, c = time.perf_counter(), time.process_time()
-        session.run(None, feed)
+        call()
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
     return {"wall_ms": 1e3 * float(np.median(wall)), "cpu_ms": 1e3 * float(np.median(cpu))}

@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from models.manifest import ModelManifest, OpenVinoInt8Variant, load_manifest, write_manifest
 from models.tools.quantize import (ACCURACY_BAR, CALIBRATION_COUNT, CALIBRATION_SEED, CalibrationData,
-                                   calibration_data, float_nodes)
+                                   calibration_data, float_nodes, outputs_nme, time_calls)
 
 PRESETS = ("performance", "mixed")
 
@@ -50,17 +49,12 @@ def crop_nme(model_path: str | Path, manifest: ModelManifest, crops: np.ndarray,
              threads: int = 1) -> float:
     """Mean NME_io (outer eye corners) of ``model_path`` run by OpenVINO on aligned crops with their
     ground truth in crop pixels, decoded as the app does."""
-    from models.landmarks68 import OUTER_EYE_CORNERS
-    from models.onnx_landmarks import normalised_points, preprocess_images
+    from models.onnx_landmarks import preprocess_images
 
     batch = preprocess_images(crops, manifest)
     with _runner(model_path, threads) as runner:  # batch 1: the IR keeps the file's batch dimension
         raw = [runner.infer({manifest.input_name: batch[i : i + 1]}) for i in range(len(batch))]
-    outputs = {name: np.concatenate([r[name] for r in raw]) for name in manifest.outputs}
-    normalised, _ = normalised_points(outputs, manifest)
-    pred = normalised * manifest.input_size - 0.5
-    io = np.linalg.norm(points[:, OUTER_EYE_CORNERS[0]] - points[:, OUTER_EYE_CORNERS[1]], axis=-1)
-    return float(np.mean(np.linalg.norm(pred - points, axis=-1).mean(axis=1) / io))
+    return outputs_nme({name: np.concatenate([r[name] for r in raw]) for name in manifest.outputs}, manifest, points)
 
 
 def time_network(path: str | Path, manifest: ModelManifest, crop: np.ndarray, runs: int = 100,
@@ -70,15 +64,7 @@ def time_network(path: str | Path, manifest: ModelManifest, crop: np.ndarray, ru
 
     feed = {manifest.input_name: preprocess_images(crop[None], manifest)}
     with _runner(path, threads) as runner:
-        for _ in range(10):
-            runner.infer(feed)
-        wall, cpu = [], []
-        for _ in range(runs):
-            w, c = time.perf_counter(), time.process_time()
-            runner.infer(feed)
-            wall.append(time.perf_counter() - w)
-            cpu.append(time.process_time() - c)
-    return {"wall_ms": 1e3 * float(np.median(wall)), "cpu_ms": 1e3 * float(np.median(cpu))}
+        return time_calls(lambda: runner.infer(feed), runs)
 
 
 def quantize_file(fp32_path: str | Path, out_xml: str | Path, manifest: ModelManifest, calibration: np.ndarray,

@@ -39,6 +39,16 @@ class PipelineOptions:
     one_euro: OneEuroParams = field(default_factory=OneEuroParams)
     geometry: GeometryOptions = field(default_factory=GeometryOptions)  # pose, openness, blinks
 
+    @classmethod
+    def of(cls, *, redetect_interval: int, detect_every_frame: bool, max_faces: int, smoothing: bool,
+           min_cutoff: float, beta: float, geometry: GeometryOptions | None = None) -> "PipelineOptions":
+        """The options from their flat settings (the command line's, a cached evaluation's): the one
+        place that maps them onto the tracker and the One Euro filter."""
+        return cls(tracker=TrackerOptions(redetect_interval=redetect_interval, detect_every_frame=detect_every_frame,
+                                          max_faces=max_faces),
+                   smoothing=smoothing, one_euro=OneEuroParams(min_cutoff=min_cutoff, beta=beta),
+                   geometry=geometry if geometry is not None else GeometryOptions())
+
 
 @contextmanager
 def _timed(timings: StageTimings, stage: str) -> Iterator[None]:

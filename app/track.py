@@ -13,6 +13,7 @@ from app.overlay import OverlayOptions
 from app.cli.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
 from app.sources import frames_to_end, open_source
+from app.sources.base import DEFAULT_FPS
 
 PROBLEMS_SHOWN = 10  # input problems listed after the summary; the rest are counted
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_frames is not None:
             total = min(total, args.max_frames) if total else args.max_frames
         if args.out or args.landmarks:
-            session.start_recording(args.out, args.landmarks, fps=source.fps or 30.0)
+            session.start_recording(args.out, args.landmarks, fps=source.fps or DEFAULT_FPS)
         frames = with_face = faces = most = detections = 0
         track_ids: set[int] = set()
         with tqdm(total=total, unit="frame", disable=None) as bar:

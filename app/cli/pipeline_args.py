@@ -48,16 +48,10 @@ def add_precision_argument(group) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
-    return PipelineOptions(
-        tracker=TrackerOptions(
-            redetect_interval=args.redetect_interval,
-            detect_every_frame=args.detect_every_frame,
-            max_faces=args.max_faces,
-        ),
-        smoothing=not args.no_smooth,
-        one_euro=OneEuroParams(min_cutoff=args.min_cutoff, beta=args.beta),
-        geometry=GeometryOptions(enabled=not args.no_geometry, pose=PoseOptions(fov_deg=args.fov)),
-    )
+    return PipelineOptions.of(redetect_interval=args.redetect_interval, detect_every_frame=args.detect_every_frame,
+                              max_faces=args.max_faces, smoothing=not args.no_smooth, min_cutoff=args.min_cutoff,
+                              beta=args.beta,
+                              geometry=GeometryOptions(enabled=not args.no_geometry, pose=PoseOptions(fov_deg=args.fov)))
 
 
 def spec_from_args(args: argparse.Namespace) -> PipelineSpec:

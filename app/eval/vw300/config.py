@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.smoothing import OneEuroParams
+from app.tracking import TrackerOptions
 from models.datasets import PROJECT_ROOT
 from models.detectors import DEFAULT_DETECTOR
 from models.metrics import DEFAULT_THRESHOLD
@@ -22,11 +24,11 @@ class EvalConfig:
     detector_model: str | None = None
     boxes: str = "tracker"  # "tracker" or "gt"
     smoothing: bool = True
-    min_cutoff: float = 0.5
-    beta: float = 20.0
+    min_cutoff: float = OneEuroParams.min_cutoff  # the run time's defaults, as the command line's
+    beta: float = OneEuroParams.beta
     detect_every_frame: bool = False
-    redetect_interval: int = 30
-    max_faces: int = 4
+    redetect_interval: int = TrackerOptions.redetect_interval
+    max_faces: int = TrackerOptions.max_faces
 
     def __post_init__(self) -> None:
         if self.boxes not in ("tracker", "gt"):
@@ -90,18 +92,10 @@ class EvalConfig:
 
     def pipeline_options(self):
         from app.pipeline import PipelineOptions
-        from app.smoothing import OneEuroParams
-        from app.tracking import TrackerOptions
 
-        return PipelineOptions(
-            tracker=TrackerOptions(
-                redetect_interval=self.redetect_interval,
-                detect_every_frame=self.detect_every_frame,
-                max_faces=self.max_faces,
-            ),
-            smoothing=self.smoothing,
-            one_euro=OneEuroParams(min_cutoff=self.min_cutoff, beta=self.beta),
-        )
+        return PipelineOptions.of(redetect_interval=self.redetect_interval, detect_every_frame=self.detect_every_frame,
+                                  max_faces=self.max_faces, smoothing=self.smoothing, min_cutoff=self.min_cutoff,
+                                  beta=self.beta)
 
 
 def default_out_dir(root: Path, config: EvalConfig) -> Path:

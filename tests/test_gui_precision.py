@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.peers import full_stack, missing_modules  # noqa: E402
-from tests.test_gui import START_S, Recorder, errors, make_window, wait_frames  # noqa: E402,F401
+from tests.gui_harness import START_S, Recorder, errors, make_window, wait_frames  # noqa: E402,F401
 
 
 def _item(combo, value):

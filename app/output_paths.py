@@ -10,7 +10,9 @@ removes and writes again must not hold an input (``check_replaced_folders``).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 
 class OutputCollision(ValueError):
@@ -110,6 +112,33 @@ def check_output_folder(inputs: Iterable[str | os.PathLike], folder: str | os.Pa
     raise OutputCollision(f"{option} {folder} is an existing file, not a folder")
 
 
+def why_not_writable(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in ``folder`` (None when they can): checked before any output is made."""
+    if not os.path.isdir(folder):
+        return f"folder {folder} does not exist"
+    try:  # the real test: permissions, read-only drives, and what else the system refuses
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".facetrack-probe-"):
+            pass
+    except OSError as error:
+        return f"folder {folder} is not writable ({error.strerror or error})"
+    return None
+
+
+class UnwritableOutput(OSError):
+    """An output folder in which no file can be created (the CLI exits 2 with the message)."""
+
+
+def check_writable_folder(folder: str | os.PathLike, option: str = "--out") -> None:
+    """Refuse an output folder in which no file can be created, or, where it is not made yet,
+    whose nearest existing parent folder is so: ``UnwritableOutput`` naming both, as ``track``
+    names an unwritable ``--out`` (``cannot write PATH: folder F is not writable (REASON)``)."""
+    path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))  # as the user spelt it
+    reason = (f"{existing} is a file, not a folder" if not existing.is_dir() else why_not_writable(existing))
+    if reason:
+        raise UnwritableOutput(f"cannot write {option} {folder}: {reason}")
+
+
 def _inside(path: str, folder: str) -> bool:
     """Whether ``path`` is ``folder`` or lies under it (both resolved, case as the file system has it)."""
     path, folder = path_key(path), path_key(folder)
@@ -135,5 +164,5 @@ def check_replaced_folders(inputs: Iterable[str | os.PathLike], folders: Iterabl
                                       "refusing to remove it")
 
 
-__all__ = ["OutputCollision", "check_output_folder", "check_outputs", "check_replaced_folders", "path_key",
-           "same_file"]
+__all__ = ["OutputCollision", "UnwritableOutput", "check_output_folder", "check_outputs", "check_replaced_folders",
+           "check_writable_folder", "path_key", "same_file", "why_not_writable"]

@@ -60,6 +60,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.output_paths import why_not_writable
 from app.types import FrameResult
 from models.landmarks68 import NUM_LANDMARKS
 
@@ -135,18 +136,6 @@ def format_csv_row(values: list) -> list[str]:
 
 class RecordingError(RuntimeError):
     """A recording cannot be started or continued; the message names the file and the problem."""
-
-
-def why_not_writable(folder: Path) -> str | None:
-    """Why files cannot be created in ``folder`` (None when they can): checked before any output is made."""
-    if not folder.is_dir():
-        return f"folder {folder} does not exist"
-    try:  # the real test: permissions, read-only drives, and what else the system refuses
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".facetrack-probe-"):
-            pass
-    except OSError as error:
-        return f"folder {folder} is not writable ({error.strerror or error})"
-    return None
 
 
 def check_video_target(path: Path) -> int:

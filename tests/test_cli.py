@@ -115,6 +115,32 @@ def test_nonsense_numbers_are_refused_at_parse_time_with_one_kind_of_message(
     assert f"argument {option}: must be {wanted}, got '{args[-1]}'" in err
 
 
+@pytest.mark.parametrize("mode", [[], ["--vs-mediapipe"], ["--precisions", "fp32"]])
+@pytest.mark.parametrize("resize, wanted", [("640by480", "a size like 640x480 (width x height)"),
+                                            ("-640x480", "a size of at least 16x16 (width x height)"),
+                                            ("0x480", "a size of at least 16x16 (width x height)"),
+                                            ("640x", "a size like 640x480 (width x height)")])
+def test_bench_resize_is_checked_at_parse_time_in_every_mode(mode, resize, wanted, talking_clip, capsys):
+    """Issue 31: without --vs-mediapipe a bad --resize was ignored (exit 0)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(talking_clip), *mode, f"--resize={resize}", "--max-frames", "2"])
+    assert exit_info.value.code == 2
+    assert f"argument --resize: must be {wanted}, got '{resize}'" in capsys.readouterr().err
+
+
+def test_bench_resize_applies_without_vs_mediapipe(talking_clip, monkeypatch, capsys):
+    from app.cli import bench
+
+    seen = []
+    handle = bench.TrackingSession.handle
+    monkeypatch.setattr(bench.TrackingSession, "handle",
+                        lambda self, frame: seen.append(frame.image.shape) or handle(self, frame))
+    assert main(["bench", str(talking_clip), "--resize", "320x240", "--max-frames", "2", "--warmup", "0",
+                 "--model-only", "0"]) == 0
+    assert seen and set(seen) == {(240, 320, 3)}
+    assert " resize=320x240 " in capsys.readouterr().out
+
+
 # A full disk without root: the child process lowers its own file-size limit (RLIMIT_FSIZE) and ignores
 # SIGXFSZ, so writes past the limit fail with EFBIG ("File too large") as they fail with ENOSPC on a full
 # drive; OpenCV's writers report neither. Works for any user, in CI too.

@@ -81,6 +81,27 @@ def test_batch_refuses_an_input_as_its_output_folder(video, capsys):
     assert str(video) in capsys.readouterr().err and _digest(video) == before
 
 
+@pytest.mark.parametrize("inside", ["b", "b/c"])
+def test_batch_names_an_out_folder_it_cannot_write_as_track_does(tmp_path, video, inside, capsys):
+    """Issue 31: not a bare ``[Errno 30] Read-only file system: '.../b'``. Root ignores permission
+    bits, so as root the unwritable folder is /sys (sysfs refuses new files to everyone)."""
+    if os.geteuid() == 0:
+        unwritable = Path("/sys")
+    else:
+        unwritable = tmp_path / "read_only"
+        unwritable.mkdir()
+        unwritable.chmod(0o555)
+    out = unwritable / inside
+    try:
+        assert main(["batch", str(video), "--out", str(out), "--max-frames", "2", "--workers", "1"]) == 2
+    finally:
+        if unwritable != Path("/sys"):
+            unwritable.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write --out {out}: folder {unwritable} is not writable ("), err
+    assert not out.exists()
+
+
 def test_an_image_inside_an_input_folder_is_an_input(tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -528,6 +528,68 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_a_missing_damaged_or_foreign_checkpoint_is_named_with_its_real_reason(tmp_path):
+    """Issue 31: no FileNotFoundError, OSError (a truncated zip) or IndexError traceback, and the
+    'pickled object' reason only for a well-formed pickle that names other globals."""
+    from models.training.checkpoint import CheckpointError, load_checkpoint
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"model": {"w": torch.zeros(64, 64)}, "epoch": 3}, whole)
+    raw = whole.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes())
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "pickled.pt").write_bytes(b"\x80\x02" + bytes(np.random.default_rng(1).integers(0, 256, 5000,
+                                                                                          dtype=np.uint8)))
+    torch.save([1, 2], tmp_path / "list.pt")
+    expected = {"nosuch.pt": "nosuch.pt: no such checkpoint file",
+                "cut.pt": "cut.pt: a damaged checkpoint: it looks truncated",
+                "garbage.pt": "garbage.pt: not a PyTorch checkpoint",
+                "notes.pt": "notes.pt: not a PyTorch checkpoint",
+                "empty.pt": "empty.pt: is empty",
+                "pickled.pt": "pickled.pt: a damaged checkpoint",
+                "list.pt": "list.pt: not a checkpoint of this project's training"}
+    for name, start in expected.items():
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(tmp_path / name)
+        assert str(refused.value).startswith(str(tmp_path / start)), str(refused.value)
+        assert "pickled object" not in str(refused.value)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+    for seed in range(40):  # random bytes, some behind a zip or pickle header: one message, never a traceback
+        noise = bytes(np.random.default_rng(seed).integers(0, 256, 3000, dtype=np.uint8))
+        (tmp_path / "noise.pt").write_bytes([b"", b"\x80\x02", b"PK\x03\x04"][seed % 3] + noise)
+        with pytest.raises(CheckpointError, match="noise.pt: "):
+            load_checkpoint(tmp_path / "noise.pt")
+    import pickle  # pickles naming os.system in protocols torch's weights-only reader stops at earlier
+
+    for protocol in (0, 4):
+        (tmp_path / "other.pt").write_bytes(pickle.dumps({"model": _Payload(tmp_path / "ran")}, protocol=protocol))
+        with pytest.raises(CheckpointError, match=r"other.pt: refused.*pickled object.*it names \w+\.system"):
+            load_checkpoint(tmp_path / "other.pt")
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("tool", ["train", "export"])
+def test_train_evaluate_and_export_name_a_bad_checkpoint_and_exit_2(tool, tmp_path, capsys):
+    from models.tools import export, train
+
+    cut = tmp_path / "cut.pt"
+    torch.save({"model": {"w": torch.zeros(64, 64)}, "epoch": 3}, tmp_path / "whole.pt")
+    cut.write_bytes((tmp_path / "whole.pt").read_bytes()[:2000])
+    for path, reason in [(tmp_path / "nosuch.pt", "no such checkpoint file"), (cut, "looks truncated"),
+                         (tmp_path / "whole.pt", "no run configuration")]:
+        argv = (["--model", "r18_ffld", "--evaluate", str(path)] if tool == "train" else
+                ["--model", "r18_ffld", "--checkpoint", str(path), "--out", str(tmp_path / "out")])
+        with pytest.raises(SystemExit) as exit_info:
+            (train.main if tool == "train" else export.main)(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: ") and reason in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_checkpoint_is_tensors_and_plain_data_and_restores_the_rngs(tmp_path):
     import random
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from app.cli import exit_codes
 from app.cli.argtypes import non_negative_int, positive_int
-from app.output_paths import check_output_folder
+from app.output_paths import check_output_folder, check_writable_folder
 from app.batch.plan import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP
 from app.cli.pipeline_args import add_pipeline_arguments
 
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_folder(args.inputs, args.out)  # before anything is opened
+    check_writable_folder(args.out)  # a read-only drive: named, as track names it
     try:
         from app.batch.runner import BatchConfig, BatchRunner
     except ImportError as error:

@@ -45,3 +45,17 @@ def field_of_view(text: str) -> float:
 
 
 field_of_view.__name__ = "a number > 0 and < 180"
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``640x480``) -> (width, height), each at least 16 pixels."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a size like 640x480 (width x height), got {text!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"must be a size of at least 16x16 (width x height), got {text!r}")
+    return width, height
+
+
+frame_size.__name__ = "a size like 640x480"

@@ -5,7 +5,8 @@ crop (the first face the pipeline found): the network with its preprocessing, an
 decoding, each timed ``--model-only`` times. ``--precisions fp32,int8`` times the network alone at
 each precision instead, in alternating rounds of one run (``app.cli.bench_compare``).
 
-``--vs-mediapipe``: decode the frames once (``--resize 640x480``), then alternate ``--rounds`` rounds
+``--resize 640x480``: each frame resized as it is read (in every mode).
+``--vs-mediapipe``: decode the frames once (resized, with ``--resize``), then alternate ``--rounds`` rounds
 of MediaPipe Face Mesh's own tracking graph and our ``Pipeline.process`` on the same frames, and
 print each one's median ms per frame, the frames with a face and the ratio (``app.cli.bench_compare``).
 """
@@ -18,7 +19,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from app.cli.argtypes import non_negative_int, positive_int
+from app.cli.argtypes import frame_size, non_negative_int, positive_int
 from app.cli.pipeline_args import add_pipeline_arguments, pipeline_from_args
 from app.session import TrackingSession
 from app.sources import frames_to_end, open_source
@@ -41,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vs-mediapipe", action="store_true",
                         help="alternate rounds of MediaPipe Face Mesh (tracking) and our pipeline on the same frames"
                              + peers)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds for --vs-mediapipe and --precisions (default 3)")
-    parser.add_argument("--resize", default=None, metavar="WxH",
-                        help="--vs-mediapipe: resize the decoded frames first (e.g. 640x480)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="rounds for --vs-mediapipe and --precisions (default 3)")
+    parser.add_argument("--resize", type=frame_size, default=None, metavar="WxH",
+                        help="resize each decoded frame to WxH (e.g. 640x480) before the pipeline sees it; "
+                             "with --vs-mediapipe, before the rounds")
 
 
 def _median_p95_ms(seconds: list[float]) -> str:
@@ -115,10 +117,11 @@ def _run_vs_mediapipe(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from app.cli.bench_compare import resized
     from models.align import align_from_landmarks
 
-    if args.rounds < 1:
-        raise ValueError(f"--rounds must be at least 1, got {args.rounds}")
     if args.vs_mediapipe:
         return _run_vs_mediapipe(args)
     crop = None
@@ -130,12 +133,15 @@ def run(args: argparse.Namespace) -> int:
                 session.stats.reset()
             if index >= args.warmup + args.max_frames:
                 break
+            if args.resize is not None:
+                frame = dataclasses.replace(frame, image=resized(frame.image, args.resize))
             faces = session.handle(frame).result.faces
             if crop is None and faces:
                 crop = align_from_landmarks(frame.image, faces[0].raw_landmarks.points, pipeline.model.input_size)
         summary = session.stats.summary()
+        size = f" resize={args.resize[0]}x{args.resize[1]}" if args.resize else ""
         print(f"model={args.model} backend={backend} precision={pipeline.model.precision} "
-              f"detector={args.detector} source={args.source} "
+              f"detector={args.detector} source={args.source}{size} "
               f"frames={summary.frames} cpu={platform.processor() or platform.machine()}")
         print(format_bench_table(summary))
         if args.precisions and crop is not None:

@@ -35,17 +35,28 @@ class RoundTimes:
         return float(np.median(self.ms)) if self.ms else float("nan")
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``640x480`` -> (640, 480); None or "" -> None. Anything else raises ``ValueError``."""
+def parse_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``640x480`` -> (640, 480) (``app.cli.argtypes.frame_size``, which ``bench --resize`` parses
+    with); a (w, h) pair as it is; None or "" -> None. Anything else raises ``ValueError``."""
+    import argparse
+
+    from app.cli.argtypes import frame_size
+
     if not text:
         return None
+    if isinstance(text, tuple):
+        return text
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--resize must look like 640x480, got {text!r}") from None
-    if width < 16 or height < 16:
-        raise ValueError(f"--resize must be at least 16x16, got {text!r}")
-    return width, height
+        return frame_size(text)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--resize {e}") from None
+
+
+def resized(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``image`` resized to ``size`` (w, h) (``cv2.INTER_AREA``), or as it is where it has that size or none is given."""
+    if size is None or (image.shape[1], image.shape[0]) == size:
+        return image
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def decode_frames(source, count: int, size: tuple[int, int] | None) -> list[Frame]:
@@ -54,10 +65,8 @@ def decode_frames(source, count: int, size: tuple[int, int] | None) -> list[Fram
     for frame in source:
         if len(frames) >= count:
             break
-        image = frame.image
-        if size is not None and (image.shape[1], image.shape[0]) != size:
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        frames.append(Frame(image=np.ascontiguousarray(image), index=len(frames), timestamp=frame.timestamp))
+        frames.append(Frame(image=np.ascontiguousarray(resized(frame.image, size)), index=len(frames),
+                            timestamp=frame.timestamp))
     return frames
 
 

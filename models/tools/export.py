@@ -79,13 +79,13 @@ def _in_graph_decoder(task):
 
 
 def load_trained(model_name: str, checkpoint: Path):
-    from models.training.checkpoint import inference_weights, load_checkpoint
+    from models.training.checkpoint import CheckpointError, inference_weights, load_checkpoint, task_config
     from models.training.tasks import task_from_config
 
     state = load_checkpoint(checkpoint)
-    t = state["config"]["task"]
+    t = task_config(state, checkpoint)
     if t["model"] != model_name:
-        raise SystemExit(f"{checkpoint} holds a {t['model']!r} network, not {model_name!r}")
+        raise CheckpointError(f"{checkpoint} holds a {t['model']!r} network, not {model_name!r}")
     task = task_from_config(t)
     model = task.blank_model()
     model.load_state_dict(inference_weights(state))
@@ -198,7 +198,14 @@ def _augment_text(augment: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    """Run the export; returns the figures it printed (max difference, size, timings)."""
+    """Run the export; returns the figures it printed (max difference, size, timings). A checkpoint
+    that cannot be loaded: ``error: MESSAGE`` naming it, exit status 2."""
+    from models.training.checkpoint import exit_on_checkpoint_error
+
+    return exit_on_checkpoint_error(_main)(argv)
+
+
+def _main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=["mnv2_sdd", "r18_ffld", "sgfa", "drr", "ccnn"])
     p.add_argument("--checkpoint", type=Path, required=True)

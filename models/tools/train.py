@@ -130,6 +130,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    from models.training.checkpoint import exit_on_checkpoint_error
+
+    exit_on_checkpoint_error(_main)(argv)
+
+
+def _main(argv=None) -> None:
     args = parse_args(argv)
     import torch
 
@@ -138,17 +144,17 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, args.threads))
     if args.evaluate:
         from models.datasets import TEST_SET
-        from models.training.checkpoint import inference_weights, load_checkpoint
+        from models.training.checkpoint import inference_weights, load_checkpoint, task_config
         from models.training.evaluate import evaluate_folder
 
         state = load_checkpoint(args.evaluate)
-        task = task_from_config(state["config"]["task"])
+        task = task_from_config(task_config(state, args.evaluate))
         model = task.blank_model()
         model.load_state_dict(state["model"] if args.no_ema else inference_weights(state))
         folder = args.eval_set or TEST_SET
         result = evaluate_folder(model, task, folder, methods=("dark", "argmax"), norm=args.norm, points=args.points)
         weights = "trained" if args.no_ema or "ema" not in state else "ema"
-        report = {"checkpoint": str(args.evaluate), "epoch": state["epoch"], "weights": weights, "set": folder,
+        report = {"checkpoint": str(args.evaluate), "epoch": state.get("epoch"), "weights": weights, "set": folder,
                   "norm": args.norm, "points": args.points, **result}
         print(json.dumps(report, indent=1))
         return

@@ -338,11 +338,15 @@ def check_no_payload(t: Trial, res: Result, out: Path) -> tuple[bool, str]:
     return True, "payload did not run"
 
 
-def check_reason(t: Trial, res: Result, out: Path) -> tuple[bool, str]:
-    """A refusal is what matters here; say so where its reason (a pickled object) is not the file's problem."""
-    if "pickled object" in res.stderr:
-        return True, "refused, but the reason given (a pickled object) is not what is wrong with this file"
-    return True, ""
+def check_reason(name: str, *words: str):
+    """The message names the file and its real problem (``words``), and says "a pickled object"
+    only of a file that is one."""
+    def check(t: Trial, res: Result, out: Path) -> tuple[bool, str]:
+        if "pickled object" in res.stderr:
+            return False, "the reason given (a pickled object) is not what is wrong with this file"
+        ok = has(res, name, *words)
+        return ok, "" if ok else f"message lacks {(name, *words)}"
+    return check
 
 
 def check_batch_entry(status: str, min_frames: int = 0):
@@ -421,13 +425,18 @@ def cases(t: Trial) -> list[Case]:
         Case("batch: input path missing", "input", ["batch", "nosuch.mp4", "--out", f"{O}/b"], {1, 2}),
         # -- bad options --
         Case("unknown model", "option", ["track", "v.mp4", "--model", "nosuch", *short_run], {2}),
-        Case("bad --resize without --vs-mediapipe (640by480)", "option", ["bench", "v.mp4", "--resize", "640by480", "--max-frames", "5"], {2}),
-        Case("negative --resize without --vs-mediapipe", "option", ["bench", "v.mp4", "--resize=-640x480", "--max-frames", "5"], {2}),
-        Case("zero --resize without --vs-mediapipe (0x480)", "option", ["bench", "v.mp4", "--resize", "0x480", "--max-frames", "5"], {2}),
+        Case("bad --resize without --vs-mediapipe (640by480)", "option", ["bench", "v.mp4", "--resize", "640by480", "--max-frames", "5"], {2},
+             check_message("--resize", "640x480", "640by480")),
+        Case("negative --resize without --vs-mediapipe", "option", ["bench", "v.mp4", "--resize=-640x480", "--max-frames", "5"], {2},
+             check_message("--resize", "16x16", "-640x480")),
+        Case("zero --resize without --vs-mediapipe (0x480)", "option", ["bench", "v.mp4", "--resize", "0x480", "--max-frames", "5"], {2},
+             check_message("--resize", "16x16", "0x480")),
         Case("bad --resize with --vs-mediapipe (640by480)", "option",
-             ["bench", "v.mp4", "--vs-mediapipe", "--resize", "640by480", "--max-frames", "5", "--rounds", "1"], {2}),
+             ["bench", "v.mp4", "--vs-mediapipe", "--resize", "640by480", "--max-frames", "5", "--rounds", "1"], {2},
+             check_message("--resize", "640x480", "640by480")),
         Case("negative --resize with --vs-mediapipe", "option",
-             ["bench", "v.mp4", "--vs-mediapipe", "--resize=-640x480", "--max-frames", "5", "--rounds", "1"], {2}),
+             ["bench", "v.mp4", "--vs-mediapipe", "--resize=-640x480", "--max-frames", "5", "--rounds", "1"], {2},
+             check_message("--resize", "16x16", "-640x480")),
         Case("negative --max-frames", "option", ["track", "v.mp4", "--max-frames=-5"], {2}),
         Case("--max-frames not a number", "option", ["track", "v.mp4", "--max-frames", "ten"], {2}),
         Case("--max-faces 0", "option", ["track", "v.mp4", "--max-faces", "0", *short_run], {2}),
@@ -464,7 +473,8 @@ def cases(t: Trial) -> list[Case]:
         Case("read-only folder: --out", "disk", ["track", "v.mp4", "--out", f"{ro}/o.avi", *short_run], {2}),
         Case("read-only folder: --landmarks", "disk", ["track", "v.mp4", "--landmarks", f"{ro}/o.csv", *short_run], {2}),
         Case("read-only folder: batch --out", "disk", ["batch", "short.mp4", "--out", f"{ro}/b", "--max-frames", "10",
-                                                          "--workers", "1"], {2}),
+                                                          "--workers", "1"], {2},
+             check_message("cannot write", f"{ro}/b", "not writable")),
         Case("full disk (200 KB tmpfs): --out", "disk", ["track", "v.mp4", "--out", f"{full}/o.avi"], {2},
              all_of(check_message("frames"), lambda t, r, o: check_recording("o.avi")(t, r, Path(full))),
              needs_root=True),
@@ -492,18 +502,24 @@ def cases(t: Trial) -> list[Case]:
         Case("batch: manifest.json not JSON", "batch", ["batch"], {2}, check_manifest_kept,
              custom=manifest_case("{not json")),
         # -- checkpoints --
-        Case("train --evaluate a pickle that runs a command", "checkpoint", [], "nonzero", check_no_payload,
+        # exit 2: bad input, as python -m app (models.tools.train and export print "error: FILE: reason")
+        Case("train --evaluate a pickle that runs a command", "checkpoint", [], {2},
+             all_of(check_no_payload, check_message("evil.pt", "pickled object")),
              custom=checkpoint_case("train_module", ["--evaluate"], "evil.pt")),
-        Case("export --checkpoint a pickle that runs a command", "checkpoint", [], "nonzero", check_no_payload,
+        Case("export --checkpoint a pickle that runs a command", "checkpoint", [], {2},
+             all_of(check_no_payload, check_message("evil.pt", "pickled object")),
              custom=checkpoint_case("export_module", ["--out", "OUTDIR", "--checkpoint"], "evil.pt")),
-        Case("train --evaluate random bytes (.pt)", "checkpoint", [], "nonzero", check_reason,
+        Case("train --evaluate random bytes (.pt)", "checkpoint", [], {2},
+             check_reason("garbage.pt", "not a PyTorch checkpoint"),
              custom=checkpoint_case("train_module", ["--evaluate"], "garbage.pt")),
-        Case("train --evaluate a text file (.pt)", "checkpoint", [], "nonzero", check_reason,
+        Case("train --evaluate a text file (.pt)", "checkpoint", [], {2},
+             check_reason("notes.pt", "not a PyTorch checkpoint"),
              custom=checkpoint_case("train_module", ["--evaluate"], "notes.pt")),
-        Case("train --evaluate a truncated checkpoint", "checkpoint", [], "nonzero", None,
+        Case("train --evaluate a truncated checkpoint", "checkpoint", [], {2},
+             check_reason("cut.pt", "damaged", "truncated"),
              custom=checkpoint_case("train_module", ["--evaluate"], "cut.pt")),
-        Case("train --evaluate a missing file", "checkpoint", [], "nonzero", None,
+        Case("train --evaluate a missing file", "checkpoint", [], {2}, check_reason("nosuch.pt", "no such"),
              custom=checkpoint_case("train_module", ["--evaluate"], "nosuch.pt")),
-        Case("export --checkpoint a missing file", "checkpoint", [], "nonzero", None,
+        Case("export --checkpoint a missing file", "checkpoint", [], {2}, check_reason("nosuch.pt", "no such"),
              custom=checkpoint_case("export_module", ["--out", "OUTDIR", "--checkpoint"], "nosuch.pt")),
     ]

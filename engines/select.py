@@ -220,7 +220,11 @@ def _check_ir(path: str | Path) -> Path:
 def _measured_cpu_choice(path, int8_files, int8_defaults, availability, threads, cache_root):
     from engines.cpu_choice import candidates as cpu_candidates
     from engines.cpu_choice import choose
+    from engines.ort import default_threads
 
+    # The measurement is only valid for the thread count the runners will use: a batch worker's
+    # $FACETRACK_ORT_THREADS=1 is a different machine from an interactive run's all-cores.
+    threads = threads if threads is not None else default_threads()
     openvino = availability[Backend.OPENVINO] is None
     options = cpu_candidates(path, int8_files[Backend.ORT_CPU], int8_defaults[Backend.ORT_CPU], openvino,
                              int8_files[Backend.OPENVINO], int8_defaults[Backend.OPENVINO])

@@ -105,3 +105,16 @@ def test_an_openvino_ir_without_its_weights_is_refused(tmp_path) -> None:
     xml.write_bytes((ASSETS_DIR / "r18_ffld.ov-int8.xml").read_bytes())
     with pytest.raises(ModelFileError, match=r"\.bin"):
         select.open_runner(ASSETS_DIR / "r18_ffld.onnx", "openvino", precision="int8", openvino_int8_path=xml)
+
+
+def test_a_thread_budget_turns_cpu_pinning_off() -> None:
+    """Processes that share the cores (batch workers, one thread each) must not all pin their
+    threads to the first core: OpenVINO pins by default."""
+    from models.registry import ASSETS_DIR
+
+    runner = OpenVinoRunner(ASSETS_DIR / "r18_ffld.ov-int8.xml", threads=1)
+    try:
+        assert runner._compiled.get_property("ENABLE_CPU_PINNING") is False
+        assert runner._compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    finally:
+        runner.close()

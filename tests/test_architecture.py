@@ -17,12 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "engines", "models")
 # the torch side of models/: training, export, INT8 calibration (reads training crops) and the MTCNN
 # conversion (`python -m models.tools.train`, `models.tools.export`, ...)
-TORCH_SIDE = ("models.nets", "models.training", "models.tools.train", "models.tools.export", "models.tools.quantize", "models.tools.quantize_openvino",
+TORCH_SIDE = ("models.nets", "models.training", "models.tools.train", "models.tools.export", "models.tools.model_card",
+              "models.tools.quantize", "models.tools.quantize_openvino",
               "models.tools.make_mtcnn")
 # the tools of app/: evaluation and synthetic test data. The command line names them as strings and
-# imports them when asked; the window's documentation screenshots drive it on synthetic clips.
+# imports them when asked.
 TOOLS = ("app.eval", "app.synth")
-TOOL_USERS = ("app.cli", "app.gui.screenshots")
+TOOL_USERS = ("app.cli",)
 
 
 def _modules() -> dict[str, Path]:

@@ -29,46 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-def training_data_text(train: dict) -> str:
-    """The card's data sentence for a run's ``train`` configuration (hold-outs, views, teacher, labels)."""
-    held = f"minus a {100 * train.get('val_fraction', 0.05):g}% validation hold-out, seed {train.get('split_seed', 0)}"
-    ytf = "ytf68 (YouTube Faces frames"
-    if train.get("val_identity_fraction"):
-        ytf += f", minus {100 * train['val_identity_fraction']:g}% of its people held out for validation"
-    ytf += ")"
-    if train.get("ytf68_teacher"):
-        ytf += (" with the teacher's points in place of its integer labels (flip-averaged ensemble of the "
-                "shipped r18_ffld and mnv2_sdd, models/training/teacher.py)")
-    text = f"300-W AFW + HELEN train ({held}) and {ytf}"
-    if train.get("large_pose_fraction"):
-        text += (f", plus large-pose views of the training faces (Face Mesh profiling, models/training/pose_views.py) "
-                 f"adding {train['large_pose_fraction']:g}x each epoch's samples")
-    text += "; crops aligned to the template from the five keypoints derived from the ground truth"
-    if train.get("label_offset_x"):
-        text += (f"; flipped samples keep the labels' +{train['label_offset_x']:g} px horizontal offset "
-                 "(models/training/label_offset.py)")
-    if train.get("distill"):
-        text += f"; every training target {train['distill']:g} teacher, the rest labels (distillation)"
-    return text + "; HELEN test and the AFLW2000-3D validation faces never used for training or selection"
-
-
-def validation_text(train: dict) -> str:
-    """What the checkpoint's validation NME was measured on."""
-    text = f"{100 * train.get('val_fraction', 0.05):g}% hold-out of 300-W afw+helen_train"
-    if train.get("val_identity_fraction"):
-        text += f" and {100 * train['val_identity_fraction']:g}% of the ytf68 people"
-    return text + ", GT-aligned crops"
-
-
-def fine_tune_start_text(init_onnx: str, run: str) -> str:
-    """Where a fine-tune started: the exported file, by digest (the file at that path may since
-    have been replaced), and that file's own recipe (``onnx_init.start_card``)."""
-    from models.training.onnx_init import start_card
-
-    kept = start_card(run)
-    digest = f"sha256 {kept['sha256'][:12]}" if kept.get("sha256") else "digest not recorded"
-    return (f"the weights of {init_onnx} ({digest}; fine-tuned, batch norms frozen; that file's recipe: "
-            f"{kept.get('card', {}).get('recipe', 'not recorded')})")
+from models.tools.model_card import (  # the model card's prose
+    augment_text, ffld_start_text, fine_tune_start_text, occluder_text, schedule_text, training_data_text,
+    training_text, validation_text,
+)
 
 
 def _in_graph_decoder(task):
@@ -187,16 +151,6 @@ def benchmark(session, input_size: int, runs: int = 200, decode=None) -> dict:
     return result
 
 
-def _augment_text(augment: dict) -> str:
-    err = augment.get("keypoint_error", {})
-    source = err.get("source", err) if isinstance(err, dict) else err
-    rest = ", ".join(f"{k} {v}" for k, v in augment.items() if k != "keypoint_error")
-    from models.datasets import PROJECT_ROOT
-
-    source = str(source).replace(str(PROJECT_ROOT) + "/", "")
-    return f"detector-like keypoint jitter ({source}), {rest}"
-
-
 def main(argv=None) -> dict:
     """Run the export; returns the figures it printed (max difference, size, timings). A checkpoint
     that cannot be loaded: ``error: MESSAGE`` naming it, exit status 2."""
@@ -295,92 +249,13 @@ def _main(argv=None) -> dict:
     recipe = (f"MobileNetV2 1.0 from {start} + SDD head (1x1 reduce, pixel shuffle x2, two deconvs), 192 px "
               f"input, 68 Gaussian heatmaps 48x48 sigma {t['sigma']}, loss {t['loss']} (foreground weight "
               f"{t['foreground_weight']}); AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
-              f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
+              f"{schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
               f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
-              f"augmentation: {_augment_text(cfg['augment'])}")
+              f"augmentation: {augment_text(cfg['augment'])}")
     metrics = _metrics_text(args, model, task, state, {"dark": " (DARK)", "argmax": " (argmax)"})
     manifest = _heatmap_manifest(args, task, state, onnx_path, outputs, recipe, metrics,
                                  DecodeOptions(method="dark", kernel=task.decode_kernel(), in_graph=args.in_graph_decode))
     return _save_manifest(manifest, args, onnx_path, result)
-
-
-def _ffld_start_text(task: dict, run: str) -> str:
-    """Where an r18_ffld full-model run started: an S0 baseline run, (a continuation) the
-    full model of an earlier run, or (a fine-tune) an exported file."""
-    init_run = task.get("init_run", "")
-    if task.get("init_onnx"):
-        return f"the full model from {fine_tune_start_text(task['init_onnx'], run)}"
-    if not init_run:
-        return "the full model from a random start (no S0 baseline run)"
-    if _run_task_config(init_run).get("refine", False):
-        return f"the full model, continuing the weights of run {init_run}"
-    return f"S0 baseline run {init_run} first, then the full model"
-
-
-def _schedule_text(train: dict) -> str:
-    """The learning-rate schedule and weight averaging of a run's configuration, in words."""
-    text = (f"{train['schedule']} schedule with {train['warmup_epochs']} warm-up epochs down to "
-            f"{train['min_lr_ratio']}x the peak")
-    return text + (f", weights averaged by an EMA (decay {train['ema_decay']})" if train.get("ema_decay") else "")
-
-
-def run_hours(run: str, up_to_epoch: int | None = None) -> tuple[float, int]:
-    """Training hours (sum of the logged epochs' ``train_s``; validation and crop caching not
-    counted) and epoch count of training run ``run``, up to ``up_to_epoch`` if given."""
-    from models.training.checkpoint import run_dir
-
-    path = run_dir(run) / "log.jsonl"
-    if not path.is_file():
-        return 0.0, 0
-    epochs = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            if up_to_epoch is None or entry["epoch"] <= up_to_epoch:
-                epochs[entry["epoch"]] = entry["train_s"]
-    return sum(epochs.values()) / 3600, len(epochs)
-
-
-def training_text(state: dict, checkpoint: Path, init_run: str = "") -> str:
-    """The model card's machine and training-time sentence, counting the chain of runs each
-    continuation started from."""
-    import os
-    import platform
-
-    run = state["config"]["train"].get("run") or checkpoint.parent.name
-    hours, epochs = run_hours(run, state["epoch"])
-    parts = [f"run {run}: {epochs} epochs, {hours:.2f} h"]
-    for earlier in _starting_runs(init_run):
-        init_hours, init_epochs = run_hours(earlier)
-        parts.append(f"after its starting run {earlier}: {init_epochs} epochs, {init_hours:.2f} h")
-        hours += init_hours
-    text = (f"trained with torch on CPU ({platform.machine()}, {os.cpu_count()} cores, no GPU), shared with other "
-            f"work; {'; '.join(parts)}; {hours:.2f} h of training steps in total (validation and crop caching "
-            f"not counted)")
-    from models.training.onnx_init import start_card
-
-    earlier_card = start_card(run)
-    if earlier_card:
-        text += (f"; fine-tuned from {earlier_card['file']} (sha256 {earlier_card['sha256'][:12]}), whose own "
-                 f"training was: {earlier_card['card'].get('training', 'not recorded')}")
-    return text
-
-
-def _starting_runs(init_run: str) -> list[str]:
-    """``init_run``, the run it started from, and so on back to a run trained from scratch."""
-    chain = []
-    while init_run and init_run not in chain:
-        chain.append(init_run)
-        init_run = _run_task_config(init_run).get("init_run", "")
-    return chain
-
-
-def _run_task_config(run: str) -> dict:
-    """The task section of training run ``run``'s ``config.json``; empty if the run is not here."""
-    from models.training.checkpoint import run_dir
-
-    config = run_dir(run) / "config.json"
-    return json.loads(config.read_text())["task"] if config.is_file() else {}
 
 
 def _helen_test_text(model, task, decode: str) -> str:
@@ -461,14 +336,14 @@ def _write_coords_manifest(args, task, model, state, onnx_path: Path, outputs: l
             recipe=(f"quarter-width ResNet18 (16-32-64-128){'' if t.get('init_onnx') else ' from scratch'}, 224 px "
                     f"input, FC regression of 68 points "
                     f"(S0), then three CropNets on 8x8 bilinear patches of the 28, 56 and 112 px maps (per-landmark "
-                    f"1x1 channel selection to 4 channels); {_ffld_start_text(t, tr.get('run', ''))}: losses S0/S1 L2 / "
+                    f"1x1 channel selection to 4 channels); {ffld_start_text(t, tr.get('run', ''))}: losses S0/S1 L2 / "
                     f"inter-ocular (weight {t['l2_weight']}), S2 L1, S3 {stage3}; "
                     f"confidence = sigmoid of an auxiliary head trained towards exp(-e^2 / (2 * "
                     f"{t['confidence_sigma']}^2)) of the final error e (inter-ocular units) and 0 on synthetic "
                     f"non-face crops ({t['negative_fraction']} of each batch); AdamW lr {tr['lr']} wd "
-                    f"{tr['weight_decay']}, batch {tr['batch']}, {_schedule_text(tr)}, {state['epoch']}/"
+                    f"{tr['weight_decay']}, batch {tr['batch']}, {schedule_text(tr)}, {state['epoch']}/"
                     f"{tr['epochs']} epochs; augmentation: "
-                    f"{_augment_text(cfg['augment'])}"),
+                    f"{augment_text(cfg['augment'])}"),
             metrics=metric_text, training=training_text(state, args.checkpoint, t["init_run"])),
     )
     return _save_manifest(manifest, args, onnx_path, result)
@@ -503,8 +378,8 @@ def _write_drr_manifest(args, task, model, state, onnx_path: Path, outputs: list
               f"{t['foreground_weight']}) decoded by DARK to S0; {t['steps']} regression steps of shape-indexed "
               f"max pooling (3x3 samples, 1 feature pixel apart) with {recurrent}, per-step loss = NME "
               f"(weight {t['point_weight']}); confidence = the initial heatmap at the final point; AdamW lr "
-              f"{tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, {_schedule_text(tr)}, "
-              f"{state['epoch']}/{tr['epochs']} epochs; augmentation: {_augment_text(cfg['augment'])}")
+              f"{tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, {schedule_text(tr)}, "
+              f"{state['epoch']}/{tr['epochs']} epochs; augmentation: {augment_text(cfg['augment'])}")
     return _save_coords_manifest(args, task, model, state, onnx_path, outputs, result, recipe)
 
 
@@ -525,8 +400,8 @@ def _write_ccnn_manifest(args, task, model, state, onnx_path: Path, outputs: lis
               f"and dilated 3x3 convolutions), every heatmap set supervised (sigma {t['sigma']}, loss {t['loss']}, "
               f"foreground weight {t['foreground_weight']}); {cascade}; confidence = the last heatmap unit's value "
               f"at the final point; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
-              f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs; augmentation: "
-              f"{_augment_text(cfg['augment'])}")
+              f"{schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs; augmentation: "
+              f"{augment_text(cfg['augment'])}")
     return _save_coords_manifest(args, task, model, state, onnx_path, outputs, result, recipe)
 
 
@@ -555,13 +430,6 @@ def _sgfa_decode(task, args):
     return decode
 
 
-def _occluder_text(prob: float) -> str:
-    if not prob:
-        return ""
-    return (f"; synthetic occluders on {prob:.0%} of the training faces, the points they cover given a zero "
-            "score target (models/training/occlusion.py)")
-
-
 def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: list[str], result: dict) -> dict:
     """Manifest (heatmap kind with score maps, repair section) and model card of SGFA."""
     import shutil
@@ -585,10 +453,10 @@ def _write_sgfa_manifest(args, task, model, state, onnx_path: Path, outputs: lis
               f"{t['loss']} on heatmaps{' (foreground weight ' + str(t['foreground_weight']) + ')' if t['loss'] != 'mse' else ''} "
               f"+ {t['score_weight']} x MSE on score maps; confidence = score map at the DARK-decoded point; "
               f"repair: {dictionary.method}; AdamW lr {tr['lr']} wd {tr['weight_decay']}, batch {tr['batch']}, "
-              f"{_schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
+              f"{schedule_text(tr)}, {state['epoch']}/{tr['epochs']} epochs"
               f"{', continuing the weights of run ' + t['init_run'] if t.get('init_run') else ''}; "
-              f"augmentation: {_augment_text(cfg['augment'])}"
-              f"{_occluder_text(cfg['augment'].get('occlusion_prob', 0.0))}")
+              f"augmentation: {augment_text(cfg['augment'])}"
+              f"{occluder_text(cfg['augment'].get('occlusion_prob', 0.0))}")
     metrics = _metrics_text(args, model, task, state, {"dark": " (DARK)"})
     manifest = _heatmap_manifest(args, task, state, onnx_path, outputs, recipe, metrics,
                                  DecodeOptions(method="dark", kernel=task.decode_kernel()),

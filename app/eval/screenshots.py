@@ -1,4 +1,4 @@
-"""``python -m app.gui.screenshots --out docs/``: screenshots of the running window.
+"""``python -m app.eval.screenshots --out docs/``: screenshots of the running window.
 
 Runs the real window offscreen (or on the display when one is set) and writes
 ``OUT/screenshots/``:
@@ -71,7 +71,7 @@ def make_demo_clip(folder: Path, frames: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.gui.screenshots", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.eval.screenshots", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs", help="folder whose screenshots/ subfolder gets the PNGs")
     parser.add_argument("--video", help="talking clip to show (default: the shared talking_d12.mp4)")
     parser.add_argument("--model", help="landmark model (default: the first installed network, else mediapipe68)")

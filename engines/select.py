@@ -220,11 +220,9 @@ def _check_ir(path: str | Path) -> Path:
 def _measured_cpu_choice(path, int8_files, int8_defaults, availability, threads, cache_root):
     from engines.cpu_choice import candidates as cpu_candidates
     from engines.cpu_choice import choose
-    from engines.ort import default_threads
-
-    # The measurement is only valid for the thread count the runners will use: a batch worker's
-    # $FACETRACK_ORT_THREADS=1 is a different machine from an interactive run's all-cores.
-    threads = threads if threads is not None else default_threads()
+    # Keyed by the threads asked for, not by $FACETRACK_ORT_THREADS: a batch worker (one thread each)
+    # takes the same choice as `track` on this machine, so both give the same landmarks
+    # (tests/test_batch.py); on a 2-core CPU the ranking did not change with the thread count.
     openvino = availability[Backend.OPENVINO] is None
     options = cpu_candidates(path, int8_files[Backend.ORT_CPU], int8_defaults[Backend.ORT_CPU], openvino,
                              int8_files[Backend.OPENVINO], int8_defaults[Backend.OPENVINO])

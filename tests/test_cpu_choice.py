@@ -100,13 +100,16 @@ def test_figures_taken_on_a_busy_machine_are_measured_again_when_it_is_quiet(tmp
     assert again.measured is busy_then and len(opened) == (2 if busy_then else 0)
 
 
-def test_the_thread_budget_of_the_environment_is_part_of_the_measurement(tmp_path, monkeypatch):
-    """A batch worker (``$FACETRACK_ORT_THREADS=1``) must not reuse figures measured on all cores."""
+def test_a_batch_worker_takes_the_choice_track_made(tmp_path, monkeypatch):
+    """``$FACETRACK_ORT_THREADS`` (one thread per batch worker) does not change the cache key: the
+    worker runs what ``track`` runs here, so batch and track give the same landmarks."""
     from engines.ort import THREADS_ENV
 
-    monkeypatch.setenv(THREADS_ENV, "1")
-    with open_runner(MANIFEST.onnx_path, "auto", precision="auto", int8_path=MANIFEST.int8_path, int8_default=True,
-                     choose_cpu=True, cache_root=tmp_path) as runner:
-        assert runner.choice is not None
-    keys = [json.loads(key)["machine"] for key in json.loads((tmp_path / cpu_choice.CACHE_FILE).read_text())]
-    assert keys and all("threads 1" in key for key in keys), keys
+    for threads in (None, "1"):  # track, then a batch worker
+        if threads:
+            monkeypatch.setenv(THREADS_ENV, threads)
+        with open_runner(MANIFEST.onnx_path, "auto", precision="auto", int8_path=MANIFEST.int8_path,
+                         int8_default=True, choose_cpu=True, cache_root=tmp_path) as runner:
+            assert runner.choice is not None
+    keys = list(json.loads((tmp_path / cpu_choice.CACHE_FILE).read_text()))
+    assert len(keys) == 1, keys  # one entry: the worker looked up track's figures

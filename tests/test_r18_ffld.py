@@ -300,9 +300,9 @@ def test_fine_tuning_starts_from_the_shipped_file_exactly(tmp_path, monkeypatch)
     kept = json.loads((tmp_path / "ft" / "start_card.json").read_text())
     shipped_card = json.loads(shipped.with_suffix(".json").read_text())["card"]
     assert kept["file"] == str(shipped) and kept["card"] == shipped_card and len(kept["sha256"]) == 64
-    from models.tools.export import _ffld_start_text, training_text
+    from models.tools.model_card import ffld_start_text, training_text
 
-    assert shipped_card["recipe"] in _ffld_start_text(state["config"]["task"], "ft")
+    assert shipped_card["recipe"] in ffld_start_text(state["config"]["task"], "ft")
     assert training_text(state, tmp_path / "ft" / "last.pt").endswith(shipped_card["training"])
     blank = FFLDTask.from_config(state["config"]["task"]).blank_model()
     blank.load_state_dict(trained)

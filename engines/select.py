@@ -220,6 +220,7 @@ def _check_ir(path: str | Path) -> Path:
 def _measured_cpu_choice(path, int8_files, int8_defaults, availability, threads, cache_root):
     from engines.cpu_choice import candidates as cpu_candidates
     from engines.cpu_choice import choose
+
     # Keyed by the threads asked for, not by $FACETRACK_ORT_THREADS: a batch worker (one thread each)
     # takes the same choice as `track` on this machine, so both give the same landmarks
     # (tests/test_batch.py); on a 2-core CPU the ranking did not change with the thread count.

@@ -91,7 +91,7 @@ def _precision_models(args: argparse.Namespace) -> dict:
 
 
 def _run_vs_mediapipe(args: argparse.Namespace) -> int:
-    from app.cli.bench_compare import decode_frames, parse_size, vs_mediapipe
+    from app.cli.bench_compare import decode_frames, vs_mediapipe
     from engines.base import BackendUnavailable
     from models.mediapipe68 import mediapipe_available
 
@@ -101,9 +101,8 @@ def _run_vs_mediapipe(args: argparse.Namespace) -> int:
             "install the 'peers' extra (pip install -e '.[peers]')"
         )
 
-    size = parse_size(args.resize)
     with open_source(args.source) as source:
-        frames = decode_frames(source, args.max_frames, size)
+        frames = decode_frames(source, args.max_frames, args.resize)  # (w, h) from argtypes.frame_size
     if not frames:
         raise ValueError(f"no frames could be read from {args.source}")
     with pipeline_from_args(args) as pipeline:

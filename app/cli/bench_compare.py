@@ -35,23 +35,6 @@ class RoundTimes:
         return float(np.median(self.ms)) if self.ms else float("nan")
 
 
-def parse_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``640x480`` -> (640, 480) (``app.cli.argtypes.frame_size``, which ``bench --resize`` parses
-    with); a (w, h) pair as it is; None or "" -> None. Anything else raises ``ValueError``."""
-    import argparse
-
-    from app.cli.argtypes import frame_size
-
-    if not text:
-        return None
-    if isinstance(text, tuple):
-        return text
-    try:
-        return frame_size(text)
-    except argparse.ArgumentTypeError as e:
-        raise ValueError(f"--resize {e}") from None
-
-
 def resized(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """``image`` resized to ``size`` (w, h) (``cv2.INTER_AREA``), or as it is where it has that size or none is given."""
     if size is None or (image.shape[1], image.shape[0]) == size:
